@@ -1,0 +1,1 @@
+"""Concurrent License Monitor for Genesys Cloud."""

@@ -1,0 +1,258 @@
+"""The steps of one license check, each called by one activity with small JSON in and out."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from license_monitor import alerting, billing, measure, notify, usage
+from license_monitor.genesys.models import parse_timestamp
+from license_monitor.roster import Roster, split
+from license_monitor.roster import load_roster as fetch_roster
+from license_monitor.runtime import Services, roster_version
+from license_monitor.settings import Settings
+from license_monitor.state import BillingSummary, StorageUnavailable
+
+logger = logging.getLogger(__name__)
+
+PARALLEL_DETAIL_PAGES = 4
+
+
+def iso(moment: datetime) -> str:
+    """Format an aware datetime as the contracts do: '2026-11-26T12:00:00Z'."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class CheckRequest:
+    """What every step of one check knows: its time, whether it is a dry run, the roster."""
+
+    checked_at: datetime
+    dry_run: bool = False
+    roster_version: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CheckRequest:
+        """Parse the orchestrator's input to an activity."""
+        return cls(
+            checked_at=parse_timestamp(str(data["checked_at"])),
+            dry_run=bool(data.get("dry_run", False)),
+            roster_version=data.get("roster_version"),
+        )
+
+    def window(self, services: Services) -> tuple[datetime, datetime]:
+        """The measurement window [t - W, t]."""
+        minutes = services.settings.window_minutes
+        return self.checked_at - timedelta(minutes=minutes), self.checked_at
+
+
+def acquire_token(services: Services) -> dict[str, Any]:
+    """Make sure this process holds a token (fails fast with AuthError); returns no token."""
+    services.client.ensure_token()
+    return {"ok": True}
+
+
+def _current_roster(services: Services, request: CheckRequest) -> Roster:
+    """The roster of this check: memory, then the Table Storage cache, then the platform."""
+    settings = services.settings
+    if request.roster_version and request.roster_version in services.rosters:
+        return services.rosters[request.roster_version]
+    cached = services.state.load_roster() if services.state is not None else None
+    if cached is not None:
+        roster = Roster.from_dict(cached)
+        wanted = request.roster_version
+        if (wanted and roster_version(roster) == wanted) or (
+                not wanted and roster.is_fresh(request.checked_at, settings.roster_ttl_minutes)):
+            services.remember(roster)
+            return roster
+    return _refresh_roster(services, request)
+
+
+def _refresh_roster(services: Services, request: CheckRequest) -> Roster:
+    settings = services.settings
+    roster = fetch_roster(services.client, settings.agent_rule,
+                          settings.concurrent_license_pattern, request.checked_at)
+    if not request.dry_run and services.state is not None:
+        services.state.save_roster(roster.to_dict(), request.checked_at)
+    services.remember(roster)
+    logger.info("Roster rebuilt: %d pool users (%d agents, %d admins), %s",
+                len(roster.agents) + len(roster.admins), len(roster.agents),
+                len(roster.admins), roster.pool_source)
+    return roster
+
+
+def load_roster(services: Services, request: CheckRequest) -> dict[str, Any]:
+    """Refresh the roster when stale; return its version and counts (never the user ids)."""
+    roster = _current_roster(services, CheckRequest(request.checked_at, request.dry_run))
+    return {
+        "version": roster_version(roster),
+        "pool": len(roster.agents) + len(roster.admins),
+        "agents": len(roster.agents),
+        "admins": len(roster.admins),
+        "pool_source": roster.pool_source,
+    }
+
+
+def query_window_activity(services: Services, request: CheckRequest) -> dict[str, Any]:
+    """window_distinct: pool users with any logged-in time in the window."""
+    roster = _current_roster(services, request)
+    start, end = request.window(services)
+    return {"window_distinct": measure.query_window_distinct(services.client, start, end, roster)}
+
+
+def query_presence_details(services: Services, request: CheckRequest) -> dict[str, Any]:
+    """Concurrency now and at the peak, split into agents and admins, and per-minute levels."""
+    settings = services.settings
+    roster = _current_roster(services, request)
+    start, end = request.window(services)
+    segments = measure.fetch_segments(services.client, start, end, PARALLEL_DETAIL_PAGES)
+    logged_in = measure.online_users(segments, start, end)
+    # New hires logged in since the roster was built are fetched, not dropped.
+    refreshed = measure.refresh_for_strangers(
+        services.client, roster, logged_in, rule=settings.agent_rule,
+        license_pattern=settings.concurrent_license_pattern, now=request.checked_at)
+    if refreshed is not roster:
+        roster = refreshed
+        if not request.dry_run and services.state is not None:
+            services.state.save_roster(roster.to_dict(), request.checked_at)
+        services.remember(roster)
+    concurrency = usage.measure_concurrency(segments, start, end, include=roster.in_pool)
+    return {
+        "now": split(concurrency.now_users, roster).to_dict(),
+        "peak": split(concurrency.peak_users, roster).to_dict(),
+        "peak_at": iso(concurrency.peak_at),
+        "minute_levels": {
+            iso(minute): level for minute, level in concurrency.minute_levels.items()},
+        "unclassified": len(roster.unresolved & logged_in),
+    }
+
+
+def _policy(services: Services) -> alerting.Policy:
+    settings = services.settings
+    return alerting.Policy(
+        capacity=settings.license_capacity,
+        warning_percent=settings.warning_percent,
+        critical_percent=settings.critical_percent,
+        clear_margin_percent=settings.clear_margin_percent,
+        failure_alert_after=settings.failure_alert_after,
+        remind_every_minutes=settings.remind_every_minutes,
+    )
+
+
+def _billing(
+    services: Services, request: CheckRequest, minute_levels: dict[str, Any]
+) -> dict[str, Any]:
+    """Record this window's minutes (idempotent) and summarise the period (30-minute rule)."""
+    settings = services.settings
+    period = billing.billing_period_start(request.checked_at, settings.billing_anchor_day)
+    minutes = {parse_timestamp(k): int(v) for k, v in minute_levels.items()}
+    if services.state is None:  # a dry run without storage: this window is all it knows
+        histogram: dict[int, int] = {}
+        for level in minutes.values():
+            histogram[level] = histogram.get(level, 0) + 1
+        summary = BillingSummary.of(period, histogram)
+    elif request.dry_run:
+        summary = services.state.billing_summary(period)
+    else:
+        summary = services.state.record_minutes(period, minutes)
+    return {
+        "period_start": summary.period_start.isoformat(),
+        "billable_peak": summary.billable_peak,
+        "minutes_over_capacity": summary.minutes_at_or_above(settings.license_capacity + 1),
+    }
+
+
+def evaluate(
+    services: Services, request: CheckRequest, measurement: dict[str, Any] | None,
+    failure: str | None,
+) -> dict[str, Any]:
+    """Record billing minutes, decide the alert level and claim the notifications to send."""
+    settings = services.settings
+    now = request.checked_at
+    start, end = request.window(services)
+    policy = _policy(services)
+    report: dict[str, Any] = {"checked_at": iso(now)}
+    outcome: alerting.Usage | alerting.CheckFailure
+    if measurement is None:
+        outcome = alerting.CheckFailure(failure or "the check failed for an unknown reason")
+    else:
+        presence = measurement["presence"]
+        peak = presence["peak"]
+        billed = _billing(services, request, presence["minute_levels"])
+        outcome = alerting.Usage(
+            concurrent=int(peak["total"]), agents=int(peak["agents"]),
+            admins=int(peak["admins"]),
+            window_distinct=int(measurement["window"]["window_distinct"]),
+            billable_peak=billed["billable_peak"],
+        )
+        report.update({
+            "window": {"start": iso(start), "end": iso(end)},
+            "capacity": settings.license_capacity,
+            "concurrent": {"now": presence["now"], "peak": peak},
+            "peak_at": presence["peak_at"],
+            "window_distinct": outcome.window_distinct,
+            "utilization_percent": round(policy.utilization_percent(outcome.concurrent), 1),
+            "pool": measurement["roster"]["pool_source"],
+            "unclassified": presence["unclassified"],
+            "billing": billed,
+        })
+
+    to_send: list[dict[str, Any]] = []
+    if request.dry_run or services.state is None:
+        previous = services.state.load_state() if services.state else alerting.AlertState()
+        decision = alerting.decide(outcome, previous, policy, now)
+    else:
+        evaluation = services.state.evaluate(outcome, policy, now, settings.channels)
+        decision = evaluation.decision
+        to_send = [n.to_dict() for n in evaluation.to_send]
+    report["level"] = decision.level
+    if isinstance(outcome, alerting.CheckFailure):
+        report["error"] = outcome.reason
+    report["events"] = [event.event for event in decision.events]
+    if request.dry_run:
+        report["dry_run"] = True
+    status = {
+        "checked_at": report["checked_at"],
+        "level": decision.level,
+        "concurrent": None if measurement is None else outcome_total(report),
+        "capacity": settings.license_capacity,
+        "utilization_percent": report.get("utilization_percent"),
+        "billable_peak": report.get("billing", {}).get("billable_peak"),
+    }
+    return {"report": report, "status": status, "notifications": to_send}
+
+
+def outcome_total(report: dict[str, Any]) -> int:
+    """The concurrent peak of a successful check's report."""
+    return int(report["concurrent"]["peak"]["total"])
+
+
+def channel_target(settings: Settings, channel: str) -> dict[str, Any]:
+    """Where a channel delivers, from the settings (secrets stay inside this process)."""
+    if channel == "webhook":
+        return {"url": settings.alert_webhook_url, "secret": settings.alert_webhook_secret}
+    raise ValueError(f"the {channel} channel is not configured")
+
+
+def deliver(services: Services, notification: dict[str, Any]) -> dict[str, Any]:
+    """Send one claimed notification; record delivered or failed (retried by the next check)."""
+    item = notify.Notification.from_dict(notification)
+    now = datetime.now(UTC)
+    try:
+        notify.send(item.channel, channel_target(services.settings, item.channel), item,
+                    session=services.http, now=now)
+    except (notify.DeliveryError, ValueError) as err:
+        logger.warning("Alert %s on %s not delivered: %s", item.event, item.channel, err)
+        if services.state is not None:
+            try:
+                services.state.mark_failed(item.id, str(err), now)
+            except StorageUnavailable:
+                logger.exception("Could not record the failed delivery of %s", item.id)
+        return {"event": item.event, "channel": item.channel, "delivered": False,
+                "error": str(err)}
+    if services.state is not None:
+        services.state.mark_delivered(item.id, now)
+    logger.info("Alert %s delivered on %s", item.event, item.channel)
+    return {"event": item.event, "channel": item.channel, "delivered": True}

@@ -1,0 +1,138 @@
+"""Command line: `python -m license_monitor check|demo`.
+
+`check` runs the same license_check orchestration as the Function App, in this process, through
+the Durable SDK's replay engine; exit codes follow the monitoring-plugin convention.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from license_monitor.settings import ConfigError, Settings
+
+EXIT_CODES = {"ok": 0, "warning": 1, "critical": 2, "unknown": 3}
+
+
+def exit_code(level: str) -> int:
+    """0 ok, 1 warning, 2 critical, 3 unknown (the check failed)."""
+    return EXIT_CODES.get(level, 3)
+
+
+def load_local_settings(path: Path, environ: dict[str, str]) -> None:
+    """Add the Values of a local.settings.json to environ (real environment variables win)."""
+    values = json.loads(path.read_text(encoding="utf-8")).get("Values", {})
+    for key, value in values.items():
+        environ.setdefault(key, str(value))
+
+
+def summary_line(report: Mapping[str, Any]) -> str:
+    """One line a person reads: level, figures, events."""
+    level = str(report.get("level", "unknown")).upper()
+    if "error" in report:
+        return f"{report.get('checked_at')}  {level}  check failed: {report['error']}"
+    peak = report["concurrent"]["peak"]
+    now = report["concurrent"]["now"]
+    billing = report.get("billing") or {}
+    parts = [
+        f"{report['checked_at']}  {level:<8}",
+        f"peak {peak['total']}/{report['capacity']} ({report['utilization_percent']}%)",
+        f"agents {peak['agents']} admins {peak['admins']}",
+        f"now {now['total']}",
+        f"active in window {report['window_distinct']}",
+    ]
+    if billing.get("billable_peak") is not None:
+        parts.append(f"billable peak {billing['billable_peak']}")
+    if report.get("events"):
+        parts.append("events: " + ", ".join(report["events"]))
+    return "  ".join(parts)
+
+
+def run_check(
+    settings: Settings, *, dry_run: bool, clock: Callable[[], datetime] | None = None
+) -> dict[str, Any]:
+    """Run one license_check orchestration in process and return its output."""
+    # The in-process host lives with the Durable app (it drives the registered orchestrator);
+    # importing it here keeps the domain importable without the Functions runtime.
+    from function_app import app  # noqa: PLC0415
+    from license_monitor import runtime  # noqa: PLC0415
+    from orchestrators.replay_host import ReplayHost  # noqa: PLC0415
+    from orchestrators.starters import singleton_id  # noqa: PLC0415
+
+    runtime.install(runtime.Services.from_settings(settings, require_state=not dry_run))
+    try:
+        result = ReplayHost(app, clock=clock).run(
+            "license_check", {"dry_run": dry_run, "trigger": "cli"},
+            instance_id=singleton_id(settings.org_key))
+    finally:
+        runtime.install(None)
+    if result.runtime_status != "Completed" or not isinstance(result.output, dict):
+        return {"checked_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "level": "unknown", "error": result.error or "the check did not complete",
+                "events": [], "notifications": []}
+    return result.output
+
+
+def _check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    environ = dict(os.environ)
+    if args.settings:
+        load_local_settings(Path(args.settings), environ)
+    try:
+        settings = Settings.from_env(environ)
+    except ConfigError as problem:
+        print(problem, file=err)
+        return 3
+    try:
+        report = run_check(settings, dry_run=args.dry_run)
+    except Exception as problem:
+        report = {"checked_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                  "level": "unknown", "error": str(problem), "events": [], "notifications": []}
+    if args.json:
+        out.write(json.dumps(report) + "\n")
+    else:
+        out.write(summary_line(report) + "\n")
+        for sent in report.get("notifications", []):
+            state = "delivered" if sent.get("delivered") else f"NOT delivered ({sent.get('error')})"
+            out.write(f"  alert {sent['event']} on {sent['channel']}: {state}\n")
+    return exit_code(str(report.get("level", "unknown")))
+
+
+def _demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from license_monitor.demo import run as run_demo  # noqa: PLC0415
+
+    return run_demo(out=out, users=int(args.users), seed=int(args.seed))
+
+
+def main(
+    argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr
+) -> int:
+    """Entry point of `python -m license_monitor`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m license_monitor",
+        description="Concurrent License Monitor for Genesys Cloud")
+    commands = parser.add_subparsers(dest="command", required=True)
+    check = commands.add_parser("check", help="run one license check now")
+    check.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    check.add_argument("--dry-run", action="store_true",
+                       help="measure and decide, but send nothing and write no state")
+    check.add_argument("--settings", metavar="FILE",
+                       help="read settings from a local.settings.json (environment wins)")
+    check.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
+    demo = commands.add_parser("demo", help="play a breach story against the simulator")
+    demo.add_argument("--users", type=int, default=400)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.ERROR, stream=err,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "check":
+        return _check(args, out, err)
+    return _demo(args, out, err)

@@ -1,0 +1,162 @@
+"""`python -m license_monitor demo`: a breach story played through real checks, all local.
+
+The Genesys simulator serves an organization whose logged-in count the story sets; Azurite
+holds the alert state; a local webhook receiver prints every alert it gets. Each check is the
+real license_check orchestration run in process, on a simulated clock 20 minutes apart, so
+each 15-minute window sees one level of the story.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TextIO
+
+from license_monitor.settings import Settings
+from license_monitor.simulator import (
+    GenesysSimulator,
+    SimOrg,
+    SimQueue,
+    SimRole,
+    SimSegment,
+    SimUser,
+)
+from license_monitor.simulator.azurite import start_azurite
+from license_monitor.simulator.receiver import HttpReceiver
+
+STORY_START = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+STEP = timedelta(minutes=20)
+DEMO_SECRET = "whsec_ZGVtby1zaWduaW5nLXNlY3JldC0xMjM0NTY3ODkw"  # noqa: S105 (demo value)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One moment of the story: how many pool users are logged in, and why."""
+
+    online: int
+    caption: str
+
+
+def build_story_org(pool_users: int, *, now: datetime, named_users: int = 20,
+                    admin_share: float = 0.15) -> SimOrg:
+    """An org of `pool_users` CX users (agents in queues, admins without) plus named users.
+
+    Everybody starts OFFLINE; set_online() then decides who is logged in.
+    """
+    queues = [SimQueue("q-sales", "Sales"), SimQueue("q-support", "Support")]
+    roles = [SimRole("r-agent", "Agent"), SimRole("r-supervisor", "Supervisor")]
+    admins = round(pool_users * admin_share)
+    start = now - timedelta(days=1)
+    users = []
+    for index in range(pool_users):
+        is_admin = index % max(1, round(pool_users / max(admins, 1))) == 0 and admins > 0
+        users.append(SimUser(
+            id=f"user-{index:05d}", name=f"User {index}", licenses=["cloudCX3"],
+            queue_ids=[] if is_admin else [queues[index % 2].id],
+            role_ids=["r-supervisor" if is_admin else "r-agent"],
+            segments=[SimSegment(start, None, "OFFLINE")]))
+    for index in range(named_users):
+        # Communicate-only users are billed as named users: online, but never counted.
+        users.append(SimUser(
+            id=f"named-{index:05d}", name=f"Named {index}", licenses=["communicate"],
+            segments=[SimSegment(start, None, "AVAILABLE")]))
+    return SimOrg(users=users, queues=queues, groups=[], roles=roles, now=now)
+
+
+def set_online(org: SimOrg, count: int, at: datetime) -> None:
+    """From `at`, exactly the first `count` pool users are logged in; the others are OFFLINE."""
+    pool = [user for user in org.users if any(lic.startswith("cloudCX") for lic in user.licenses)]
+    for index, user in enumerate(pool):
+        wanted = "ON_QUEUE" if index < count and user.queue_ids else (
+            "AVAILABLE" if index < count else "OFFLINE")
+        if org.current_presence(user) != wanted:
+            org.set_presence(user.id, wanted, at)
+
+
+def story(capacity: int) -> list[Step]:
+    """Normal load, breach, no repeat, escalation, recovery."""
+    def share(percent: float) -> int:
+        return round(capacity * percent / 100)
+
+    return [
+        Step(share(72), "normal load"),
+        Step(share(92), "a busy hour: over the 90% warning line"),
+        Step(share(93), "still busy: no repeat alert"),
+        Step(share(98), "critical: over 95%"),
+        Step(share(96), "still critical: no repeat"),
+        Step(share(60), "the peak is over"),
+    ]
+
+
+@contextmanager
+def local_world(
+    pool_users: int, now: datetime
+) -> Iterator[tuple[GenesysSimulator, str, HttpReceiver]]:
+    """The simulator, Azurite and a webhook receiver, stopped on exit."""
+    org = build_story_org(pool_users, now=now)
+    with GenesysSimulator(org) as simulator, start_azurite() as azurite:
+        receiver = HttpReceiver(path="/alerts")
+        try:
+            yield simulator, azurite.connection_string, receiver
+        finally:
+            receiver.stop()
+
+
+def demo_settings(simulator: GenesysSimulator, connection: str, receiver: HttpReceiver,
+                  capacity: int) -> Settings:
+    """Settings pointing every endpoint at the local world."""
+    return Settings.from_env({
+        "GENESYS_CLIENT_ID": simulator.client_id,
+        "GENESYS_CLIENT_SECRET": simulator.client_secret,
+        "GENESYS_API_URL": simulator.api_url,
+        "GENESYS_LOGIN_URL": simulator.login_url,
+        "LICENSE_CAPACITY": str(capacity),
+        "STATE_CONNECTION": connection,
+        "STATE_TABLE": "licensemonitordemo",
+        "ALERT_WEBHOOK_URL": receiver.url,
+        "ALERT_WEBHOOK_SECRET": DEMO_SECRET,
+        "ORG_NAME": "Demo Contact Center",
+    })
+
+
+def _fixed(moment: datetime) -> Callable[[], datetime]:
+    return lambda: moment
+
+
+def run(out: TextIO, users: int = 400, seed: int = 7) -> int:
+    """Play the story and print each check and each alert received."""
+    from license_monitor.cli import run_check, summary_line  # noqa: PLC0415
+
+    del seed  # the story org is fully determined by its size
+    os.environ.setdefault("AZURE_FUNCTIONS_DURABLE_STRICT_TYPING", "0")
+    capacity = max(10, round(users * 0.25))
+    out.write(f"Demo: {users} concurrent-licensed users (+20 Communicate-only), "
+              f"{capacity} licenses purchased, warning at 90%, critical at 95%.\n")
+    with local_world(users, STORY_START) as (simulator, connection, receiver):
+        settings = demo_settings(simulator, connection, receiver, capacity)
+        out.write(f"Genesys simulator at {simulator.api_url}; webhook receiver at "
+                  f"{receiver.url}\n\n")
+        seen = 0
+        worst = 0
+        for number, step in enumerate(story(capacity), start=1):
+            at = STORY_START + number * STEP
+            set_online(simulator.org, step.online, at - STEP + timedelta(minutes=2))
+            simulator.org.now = at
+            out.write(f"[{number}] {step.caption}: {step.online} users logged in\n")
+            report = run_check(settings, dry_run=False, clock=_fixed(at))
+            out.write("    " + summary_line(report) + "\n")
+            worst = max(worst, {"ok": 0, "warning": 1, "critical": 2}.get(report["level"], 3))
+            for alert in receiver.delivered[seen:]:
+                body = alert.body
+                out.write(f"    webhook received {body['event']!r} "
+                          f"(alert_id {body['alert_id']}): {body['message']}\n")
+            seen = len(receiver.delivered)
+        out.write(f"\n{seen} alerts delivered in {len(story(capacity))} checks; "
+                  f"{simulator.count()} Genesys API calls.\n")
+        out.write("Last alert payload:\n" + json.dumps(receiver.delivered[-1].body, indent=2)
+                  + "\n" if seen else "")
+    return 0 if worst < 3 else 3

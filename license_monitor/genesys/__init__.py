@@ -1,0 +1,1 @@
+"""Genesys Cloud Platform API client: auth, retries, request budget, paging, typed calls."""

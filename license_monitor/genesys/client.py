@@ -1,0 +1,571 @@
+"""GenesysClient: typed calls to Genesys Cloud with timeouts, budget, token renewal and retries."""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import threading
+import time
+from collections.abc import Callable, Generator, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NoReturn, TypeVar
+from urllib.parse import quote, urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from license_monitor.genesys import auth, payloads
+from license_monitor.genesys.budget import RequestBudget
+from license_monitor.genesys.errors import (
+    AuthError,
+    GenesysError,
+    PermissionDenied,
+    RateLimited,
+    Unavailable,
+    UnexpectedResponse,
+    permission_from_message,
+)
+from license_monitor.genesys.models import (
+    NamedEntity,
+    PresenceSegment,
+    User,
+    UserLicenses,
+    normalise_presence,
+)
+from license_monitor.genesys.retry import RetryPolicy, backoff_seconds, should_retry
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+CORRELATION_HEADER = "inin-correlation-id"
+USER_AGENT = "concurrent-license-monitor/0.1"
+
+# Failures that produced no HTTP response: retried like a 503.
+_TRANSPORT_ERRORS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """A decoded 2xx JSON body and the correlation id of the response that carried it."""
+
+    body: Any
+    correlation_id: str | None
+    status: int | None = None
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    """Retry-After in seconds (Genesys sends integer seconds); None when absent or unreadable."""
+    raw = response.headers.get("Retry-After")
+    if raw is None:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def _error_fields(response: requests.Response) -> tuple[str | None, str | None]:
+    """The platform's (code, message) from an ErrorBody, when the body is one."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None, None
+    if not isinstance(body, dict):
+        return None, None
+    code = body.get("code")
+    message = body.get("message")
+    return (
+        code if isinstance(code, str) else None,
+        message if isinstance(message, str) else None,
+    )
+
+
+class GenesysClient:
+    """The Genesys Cloud API calls the monitor needs, on one requests.Session.
+
+    Every request has connect+read timeouts, waits for the request budget, carries the cached
+    bearer token (renewed once on a 401), and retries 429/502/503/504 and transport failures
+    per the retry policy with the injected sleep.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_url: str,
+        login_url: str,
+        client_id: str,
+        client_secret: str,
+        timeout: tuple[float, float] = (5.0, 30.0),
+        request_budget_per_minute: int = 300,
+        retry: RetryPolicy = RetryPolicy(),  # noqa: B008 - frozen, so sharing it is safe
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        session: requests.Session | None = None,
+        budget: RequestBudget | None = None,
+    ) -> None:
+        self.api_url = api_url.rstrip("/")
+        self.login_url = login_url.rstrip("/")
+        self.client_id = client_id
+        self._client_secret = client_secret
+        self._token_key = auth.cache_key(self.login_url, client_id, client_secret)
+        self._timeout = timeout
+        self._retry = retry
+        self._sleep = sleep
+        self._rng = rng if rng is not None else random.Random()  # noqa: S311 - jitter, not crypto
+        self._clock = clock
+        # A caller may pass one budget shared by several clients of the same OAuth client.
+        self._budget = (
+            budget
+            if budget is not None
+            else RequestBudget(request_budget_per_minute, clock=clock, sleep=sleep)
+        )
+        if session is None:
+            session = requests.Session()
+            # Enough pooled connections for parallel detail pages without discarding any.
+            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32)
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
+        session.headers.setdefault("User-Agent", USER_AGENT)
+        self._session = session
+        self._count_lock = threading.Lock()
+        self._request_count = 0
+
+    def __repr__(self) -> str:
+        return f"GenesysClient(api_url={self.api_url!r}, client_id={self.client_id!r})"
+
+    @property
+    def request_count(self) -> int:
+        """Requests sent by this client so far, token requests and retries included."""
+        with self._count_lock:
+            return self._request_count
+
+    # --- transport ------------------------------------------------------------------------
+
+    def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        """Send one logical request; retry transient failures; return the final response.
+
+        Raises RateLimited or Unavailable when the retry policy gives up.
+        """
+        path = urlsplit(url).path
+        started = self._clock()
+        slept = 0.0
+        attempt = 0
+        while True:
+            attempt += 1
+            self._budget.acquire()
+            with self._count_lock:
+                self._request_count += 1
+            failure: Exception | None = None
+            response: requests.Response | None = None
+            try:
+                response = self._session.request(method, url, timeout=self._timeout, **kwargs)
+            except _TRANSPORT_ERRORS as err:
+                failure = err
+            if response is not None and response.status_code not in (429, 502, 503, 504):
+                return response
+            status = response.status_code if response is not None else None
+            retry_after = _retry_after(response) if response is not None else None
+            correlation_id = (
+                response.headers.get(CORRELATION_HEADER) if response is not None else None
+            )
+            what = f"HTTP {status}" if status is not None else _describe_failure(failure)
+            wait = None
+            if should_retry(status, attempt, self._retry):
+                wait = backoff_seconds(attempt, retry_after, self._rng, self._retry, status=status)
+                if slept + wait > self._retry.max_total_seconds:
+                    wait = None
+            if wait is None:
+                elapsed = max(self._clock() - started, slept)
+                self._give_up(
+                    what=what,
+                    status=status,
+                    attempts=attempt,
+                    elapsed=elapsed,
+                    correlation_id=correlation_id,
+                    response=response,
+                    failure=failure,
+                    method=method,
+                    path=path,
+                )
+            logger.warning(
+                "Genesys Cloud answered %s to %s %s (attempt %d of %d, correlation id %s); "
+                "retrying in %.1f s",
+                what,
+                method,
+                path,
+                attempt,
+                self._retry.max_attempts,
+                correlation_id,
+                wait,
+            )
+            self._sleep(wait)
+            slept += wait
+
+    def _give_up(
+        self,
+        *,
+        what: str,
+        status: int | None,
+        attempts: int,
+        elapsed: float,
+        correlation_id: str | None,
+        response: requests.Response | None,
+        failure: Exception | None,
+        method: str,
+        path: str,
+    ) -> NoReturn:
+        """Raise RateLimited (429) or Unavailable (5xx, transport) once retries are exhausted."""
+        tries = "attempt" if attempts == 1 else "attempts"
+        code = _error_fields(response)[0] if response is not None else None
+        if status == 429:
+            message = (
+                f"Genesys Cloud kept rate-limiting {method} {path} (HTTP 429) "
+                f"after {attempts} {tries} over {elapsed:.0f} s"
+            )
+            raise RateLimited(message, status=status, code=code, correlation_id=correlation_id)
+        message = (
+            f"Genesys Cloud was unavailable ({what}) for {method} {path} "
+            f"after {attempts} {tries} over {elapsed:.0f} s"
+        )
+        raise Unavailable(
+            message, status=status, code=code, correlation_id=correlation_id
+        ) from failure
+
+    def _token(self) -> str:
+        """This process's bearer token for these credentials, fetched when missing or due."""
+
+        def fetch() -> auth.AccessToken:
+            logger.info("requesting a Genesys Cloud access token from %s", self.login_url)
+            return auth.request_token(
+                self._send,
+                login_url=self.login_url,
+                client_id=self.client_id,
+                client_secret=self._client_secret,
+                clock=self._clock,
+            )
+
+        return auth.cached_token(self._token_key, fetch, self._clock)
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+    ) -> _Answer:
+        """One API call with bearer auth: renew the token once on 401, map errors, decode JSON."""
+        url = self.api_url + path
+        token = self._token()
+        response = self._send(method, url, params=params, json=json, headers=_bearer(token))
+        if response.status_code == 401:
+            # The token expired or was revoked early (e.g. the org's inactivity timeout).
+            logger.warning(
+                "Genesys Cloud rejected the access token for %s %s (correlation id %s); "
+                "renewing it once",
+                method,
+                path,
+                response.headers.get(CORRELATION_HEADER),
+            )
+            auth.invalidate(token)
+            token = self._token()
+            response = self._send(method, url, params=params, json=json, headers=_bearer(token))
+            if response.status_code == 401:
+                code, _ = _error_fields(response)
+                raise AuthError(
+                    f"Genesys Cloud rejected a freshly issued access token for {method} {path}",
+                    status=401,
+                    code=code,
+                    correlation_id=response.headers.get(CORRELATION_HEADER),
+                )
+        return self._decode(response, method, path)
+
+    @staticmethod
+    def _decode(response: requests.Response, method: str, path: str) -> _Answer:
+        """The JSON body of a 2xx response, or the matching GenesysError."""
+        status = response.status_code
+        correlation_id = response.headers.get(CORRELATION_HEADER)
+        if 200 <= status < 300:
+            try:
+                body = response.json()
+            except ValueError as err:
+                raise UnexpectedResponse(
+                    f"Genesys Cloud answered {method} {path} with a body that is not JSON",
+                    status=status,
+                    correlation_id=correlation_id,
+                ) from err
+            return _Answer(body=body, correlation_id=correlation_id, status=status)
+        code, platform_message = _error_fields(response)
+        if status == 403:
+            permission = permission_from_message(platform_message or "")
+            missing = (
+                f"the OAuth client is missing the permission {permission}"
+                if permission
+                else "the OAuth client lacks a permission"
+            )
+            raise PermissionDenied(
+                f"Genesys Cloud denied {method} {path}: {missing}",
+                status=status,
+                code=code,
+                correlation_id=correlation_id,
+                permission=permission,
+            )
+        detail = f": {platform_message}" if platform_message else ""
+        raise GenesysError(
+            f"Genesys Cloud rejected {method} {path}{detail}",
+            status=status,
+            code=code,
+            correlation_id=correlation_id,
+        )
+
+    @staticmethod
+    def _parse(answer: _Answer, parser: Callable[[Any], T], what: str) -> T:
+        """Run a payload parser; a shape error becomes UnexpectedResponse (with correlation id)."""
+        try:
+            return parser(answer.body)
+        except (KeyError, TypeError, ValueError) as err:
+            raise UnexpectedResponse(
+                f"Genesys Cloud answered {what} with an unexpected shape: {err}",
+                status=answer.status,
+                correlation_id=answer.correlation_id,
+            ) from err
+
+    # --- calls ----------------------------------------------------------------------------
+
+    def ensure_token(self) -> None:
+        """Obtain (or reuse) the access token now, so bad credentials fail fast with AuthError."""
+        self._token()
+
+    def users_aggregates(
+        self, start: datetime, end: datetime, user_ids: Sequence[str] | None = None
+    ) -> dict[str, dict[str, int]]:
+        """userId -> {presence: milliseconds} over [start, end] (tSystemPresence).
+
+        With user_ids, one query per 100 ids; an empty sequence asks nothing and returns {}.
+        """
+        if end <= start:
+            raise ValueError("the interval end must be after its start")
+        totals: dict[str, dict[str, int]] = {}
+        path = "/api/v2/analytics/users/aggregates/query"
+        for body in payloads.aggregates_queries(start, end, user_ids):
+            answer = self._call("POST", path, json=body)
+            for user_id, per_presence in self._parse(
+                answer, payloads.parse_aggregates, f"POST {path}"
+            ).items():
+                merged = totals.setdefault(user_id, {})
+                for presence, milliseconds in per_presence.items():
+                    merged[presence] = merged.get(presence, 0) + milliseconds
+        return totals
+
+    def _details_page(
+        self,
+        start: datetime,
+        end: datetime,
+        presences: Sequence[str],
+        page_size: int,
+        page_number: int,
+    ) -> payloads.DetailsPage:
+        path = "/api/v2/analytics/users/details/query"
+        body = payloads.details_query(start, end, presences, page_size, page_number)
+        answer = self._call("POST", path, json=body)
+        return self._parse(answer, payloads.parse_details_page, f"POST {path}")
+
+    def iter_presence_details(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        presences: Sequence[str] | None = None,
+        page_size: int = 100,
+        parallel: int = 1,
+    ) -> Iterator[PresenceSegment]:
+        """Every primaryPresence record of users in `presences` (default: any but OFFLINE).
+
+        Pages until an EMPTY page: a short page is not the end (the platform de-duplicates
+        rows after paging) and totalHits is approximate. With parallel > 1, the pages that
+        totalHits of page 1 announces are fetched concurrently, then paging goes on one by one.
+        """
+        if end <= start:
+            raise ValueError("the interval end must be after its start")
+        if not 1 <= page_size <= 100:
+            raise ValueError("page_size must be between 1 and 100")
+        if parallel < 1:
+            raise ValueError("parallel must be at least 1")
+        if presences is None:
+            wanted: Sequence[str] = payloads.NON_OFFLINE_PRESENCES
+        else:
+            wanted = list(dict.fromkeys(normalise_presence(p) for p in presences))
+            if not wanted:
+                raise ValueError("presences must name at least one presence (or be None)")
+
+        # Validated above, eagerly; the paging itself runs lazily as the caller iterates.
+        return self._presence_details(start, end, wanted, page_size, parallel)
+
+    def _presence_details(
+        self,
+        start: datetime,
+        end: datetime,
+        presences: Sequence[str],
+        page_size: int,
+        parallel: int,
+    ) -> Iterator[PresenceSegment]:
+        def fetch(number: int) -> payloads.DetailsPage:
+            return self._details_page(start, end, presences, page_size, number)
+
+        first = fetch(1)
+        if first.rows == 0:
+            return
+        yield from first.segments
+        next_number = 2
+        if parallel > 1 and first.total_hits:
+            announced = math.ceil(first.total_hits / page_size)
+            if announced >= next_number:
+                numbers = range(next_number, announced + 1)
+                with closing(self._fetch_concurrently(fetch, numbers, parallel)) as pages:
+                    for page in pages:
+                        if page.rows == 0:
+                            return
+                        yield from page.segments
+                next_number = announced + 1
+        # Past what totalHits announced (it is approximate): one page at a time until empty.
+        while True:
+            page = fetch(next_number)
+            if page.rows == 0:
+                return
+            yield from page.segments
+            next_number += 1
+
+    @staticmethod
+    def _fetch_concurrently(
+        fetch: Callable[[int], payloads.DetailsPage], numbers: range, parallel: int
+    ) -> Generator[payloads.DetailsPage, None, None]:
+        """Fetch pages on a thread pool (all under the shared budget); yield them in page order."""
+        executor = ThreadPoolExecutor(max_workers=min(parallel, len(numbers)))
+        try:
+            futures: list[Future[payloads.DetailsPage]] = [
+                executor.submit(fetch, number) for number in numbers
+            ]
+            for future in futures:
+                yield future.result()
+        finally:
+            # Stop queued pages if the caller stops early or a page failed.
+            executor.shutdown(wait=True, cancel_futures=True)
+
+    def _iter_listing_pages(
+        self, path: str, params: dict[str, Any]
+    ) -> Iterator[tuple[list[dict[str, Any]], _Answer]]:
+        """Each page of a paged GET with the answer that carried it, until empty or last page."""
+        page_number = 1
+        while True:
+            answer = self._call("GET", path, params={**params, "pageNumber": page_number})
+            listing = self._parse(answer, payloads.parse_listing, f"GET {path}")
+            if not listing.entities:
+                return
+            yield listing.entities, answer
+            if listing.page_count is not None and page_number >= listing.page_count:
+                return
+            page_number += 1
+
+    def iter_pages(self, path: str, params: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
+        """GET a paged listing: entities page by page until an empty page or the last page."""
+        for entities, _ in self._iter_listing_pages(path, params):
+            yield entities
+
+    def _iter_parsed(
+        self, path: str, params: dict[str, Any], parser: Callable[[dict[str, Any]], T]
+    ) -> Iterator[T]:
+        for entities, answer in self._iter_listing_pages(path, params):
+            # Parse a whole page before yielding so a shape error names this page's response.
+            yield from self._parse(
+                _Answer(entities, answer.correlation_id, answer.status),
+                lambda page: [parser(entity) for entity in page],
+                f"GET {path}",
+            )
+
+    def iter_users(
+        self, *, expand: Sequence[str] = (), state: str = "active", page_size: int = 500
+    ) -> Iterator[User]:
+        """Users of the given state; presence, roles and groups when expanded (None if absent)."""
+        params: dict[str, Any] = {"pageSize": page_size, "state": state}
+        if expand:
+            params["expand"] = ",".join(expand)
+        wanted = frozenset(expand)
+        yield from self._iter_parsed(
+            "/api/v2/users", params, lambda entity: payloads.parse_user(entity, wanted)
+        )
+
+    def iter_user_licenses(self, page_size: int = 500) -> Iterator[UserLicenses]:
+        """Every user holding a license, with the license ids they hold."""
+        yield from self._iter_parsed(
+            "/api/v2/license/users", {"pageSize": page_size}, payloads.parse_user_licenses
+        )
+
+    def iter_queues(self, page_size: int = 500) -> Iterator[NamedEntity]:
+        """Every routing queue."""
+        yield from self._iter_parsed(
+            "/api/v2/routing/queues", {"pageSize": page_size}, payloads.parse_named_entity
+        )
+
+    def iter_queue_member_ids(self, queue_id: str, page_size: int = 100) -> Iterator[str]:
+        """User ids of a queue's members."""
+        path = f"/api/v2/routing/queues/{_segment(queue_id)}/members"
+        yield from self._iter_parsed(path, {"pageSize": page_size}, payloads.parse_entity_id)
+
+    def iter_user_queue_ids(self, user_id: str, *, joined: bool | None = None) -> Iterator[str]:
+        """Ids of a user's queues; the platform's default is joined queues only."""
+        params: dict[str, Any] = {"pageSize": 100}
+        if joined is not None:
+            params["joined"] = "true" if joined else "false"
+        path = f"/api/v2/users/{_segment(user_id)}/queues"
+        yield from self._iter_parsed(path, params, payloads.parse_entity_id)
+
+    def iter_groups(self, page_size: int = 100) -> Iterator[NamedEntity]:
+        """Every group."""
+        yield from self._iter_parsed(
+            "/api/v2/groups", {"pageSize": page_size}, payloads.parse_named_entity
+        )
+
+    def iter_group_member_ids(self, group_id: str, page_size: int = 100) -> Iterator[str]:
+        """User ids of a group's members."""
+        path = f"/api/v2/groups/{_segment(group_id)}/members"
+        yield from self._iter_parsed(path, {"pageSize": page_size}, payloads.parse_entity_id)
+
+    def iter_roles(self, page_size: int = 100) -> Iterator[NamedEntity]:
+        """Every authorization role."""
+        yield from self._iter_parsed(
+            "/api/v2/authorization/roles", {"pageSize": page_size}, payloads.parse_named_entity
+        )
+
+    def iter_role_user_ids(self, role_id: str, page_size: int = 100) -> Iterator[str]:
+        """User ids holding a role."""
+        path = f"/api/v2/authorization/roles/{_segment(role_id)}/users"
+        yield from self._iter_parsed(path, {"pageSize": page_size}, payloads.parse_entity_id)
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+
+
+def _segment(identifier: str) -> str:
+    """An id made safe for one URL path segment."""
+    return quote(identifier, safe="")
+
+
+def _describe_failure(failure: Exception | None) -> str:
+    """A short, secret-free name for a transport failure ('timed out', 'connection failed')."""
+    if isinstance(failure, requests.Timeout):
+        return "timed out"
+    if isinstance(failure, requests.exceptions.ChunkedEncodingError):
+        return "connection broken mid-response"
+    return "connection failed"

@@ -1,0 +1,246 @@
+"""One usage measurement against Genesys Cloud: window activity, exact concurrency, the split."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from license_monitor.genesys.models import OFFLINE, PresenceSegment, normalise_presence
+from license_monitor.roster import AgentRule, Roster, Split, load_roster, split
+from license_monitor.usage import Concurrency, measure_concurrency, window_active_users
+
+if TYPE_CHECKING:
+    from license_monitor.genesys.client import GenesysClient
+
+logger = logging.getLogger(__name__)
+
+
+def format_utc(moment: datetime) -> str:
+    """ISO-8601 UTC with a 'Z' suffix: '2026-11-26T12:00:00Z' (fractions only when present)."""
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat() + "Z"
+
+
+def parse_utc(text: str) -> datetime:
+    """Parse format_utc() output (or any ISO-8601 timestamp with a zone) as aware UTC."""
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        raise ValueError(f"timestamp without a time zone: {text!r}")
+    return parsed.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class UsageReport:
+    """The figures of one check over pool users (DESIGN.md §3), JSON-safe via to_dict()."""
+
+    checked_at: datetime
+    window_start: datetime
+    window_end: datetime
+    now: Split
+    peak: Split
+    window_distinct: int
+    peak_at: datetime
+    pool_source: str
+    unclassified: int
+    minute_levels: dict[datetime, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form using the CLI's field names (DESIGN.md §9)."""
+        return {
+            "checked_at": format_utc(self.checked_at),
+            "window": {"start": format_utc(self.window_start), "end": format_utc(self.window_end)},
+            "concurrent": {"now": self.now.to_dict(), "peak": self.peak.to_dict()},
+            "window_distinct": self.window_distinct,
+            "peak_at": format_utc(self.peak_at),
+            "pool_source": self.pool_source,
+            "unclassified": self.unclassified,
+            "minute_levels": {
+                format_utc(minute): level for minute, level in sorted(self.minute_levels.items())
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> UsageReport:
+        """Rebuild a report from to_dict() output."""
+        return cls(
+            checked_at=parse_utc(data["checked_at"]),
+            window_start=parse_utc(data["window"]["start"]),
+            window_end=parse_utc(data["window"]["end"]),
+            now=Split.from_dict(data["concurrent"]["now"]),
+            peak=Split.from_dict(data["concurrent"]["peak"]),
+            window_distinct=int(data["window_distinct"]),
+            peak_at=parse_utc(data["peak_at"]),
+            pool_source=str(data["pool_source"]),
+            unclassified=int(data["unclassified"]),
+            minute_levels={
+                parse_utc(minute): int(level) for minute, level in data["minute_levels"].items()
+            },
+        )
+
+
+# ------------------------------------------------------------------ pure helpers
+
+
+def online_users(segments: Iterable[PresenceSegment], start: datetime, end: datetime) -> set[str]:
+    """Users with non-OFFLINE time inside [start, end), whoever they are."""
+    return {
+        s.user_id
+        for s in segments
+        if normalise_presence(s.presence) != OFFLINE
+        and s.start < end
+        and (s.end is None or (s.end > start and s.end > s.start))
+    }
+
+
+def strangers(user_ids: Iterable[str], roster: Roster) -> frozenset[str]:
+    """Logged-in users the roster has never seen (new hires), ignoring known unresolved ones."""
+    return frozenset(
+        user_id
+        for user_id in user_ids
+        if not roster.knows(user_id) and user_id not in roster.unresolved
+    )
+
+
+# ------------------------------------------------------------------ Genesys reads
+
+
+def fetch_window_activity(client: GenesysClient, start: datetime, end: datetime) -> frozenset[str]:
+    """Every user with non-OFFLINE time in the window (one users aggregates query)."""
+    return window_active_users(client.users_aggregates(start, end))
+
+
+def fetch_segments(
+    client: GenesysClient, start: datetime, end: datetime, parallel_pages: int = 4
+) -> list[PresenceSegment]:
+    """Presence segments of every user not OFFLINE at some point of the window."""
+    return list(client.iter_presence_details(start, end, parallel=parallel_pages))
+
+
+def refresh_for_strangers(
+    client: GenesysClient,
+    roster: Roster,
+    logged_in: Iterable[str],
+    *,
+    rule: AgentRule,
+    license_pattern: re.Pattern[str],
+    now: datetime,
+) -> Roster:
+    """Rebuild the roster when logged-in users are unknown to it (new hires), else return it.
+
+    Users still unknown after the rebuild are kept in `unresolved` so later checks do not
+    rebuild for them again.
+    """
+    logged_in = set(logged_in)
+    unknown = strangers(logged_in, roster)
+    if not unknown:
+        return roster
+    logger.info("%d logged-in users are not in the roster: rebuilding it", len(unknown))
+    rebuilt = load_roster(client, rule, license_pattern, now)
+    still_unknown = frozenset(user_id for user_id in logged_in if not rebuilt.knows(user_id))
+    if still_unknown:
+        logger.warning(
+            "%d logged-in users are not in the active users listing; they are not counted",
+            len(still_unknown),
+        )
+    return dataclasses.replace(rebuilt, unresolved=still_unknown)
+
+
+def query_window_distinct(
+    client: GenesysClient, start: datetime, end: datetime, roster: Roster
+) -> int:
+    """Pool users with any logged-in time in [start, end] (what a naive script reports)."""
+    return split(fetch_window_activity(client, start, end), roster).total
+
+
+def query_concurrency(
+    client: GenesysClient,
+    start: datetime,
+    end: datetime,
+    roster: Roster,
+    parallel_pages: int = 4,
+) -> Concurrency:
+    """Exact concurrency of pool users over [start, end] from user details segments."""
+    segments = fetch_segments(client, start, end, parallel_pages)
+    return measure_concurrency(segments, start, end, include=roster.in_pool)
+
+
+# ------------------------------------------------------------------ one whole measurement
+
+
+def measure(
+    client: GenesysClient,
+    *,
+    now: datetime,
+    window_minutes: int,
+    rule: AgentRule,
+    license_pattern: re.Pattern[str],
+    roster: Roster | None,
+    roster_ttl_minutes: int,
+    parallel_pages: int = 4,
+) -> tuple[UsageReport, Roster]:
+    """Measure usage over [now - window, now] and return the report and the roster used.
+
+    The roster is reused while fresh; otherwise it is loaded at the same time as the usage
+    queries. Users logged in but unknown to the roster (new hires) make it rebuild once.
+    """
+    if window_minutes <= 0:
+        raise ValueError(f"the window must be at least one minute, not {window_minutes}")
+    start = now - timedelta(minutes=window_minutes)
+    cached = roster if roster is not None and roster.is_fresh(now, roster_ttl_minutes) else None
+
+    # The three reads are independent: run them side by side (the client is thread-safe and
+    # every request still goes through its request budget).
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        active_future = pool.submit(fetch_window_activity, client, start, now)
+        segments_future = pool.submit(fetch_segments, client, start, now, parallel_pages)
+        if cached is None:
+            current = pool.submit(load_roster, client, rule, license_pattern, now).result()
+        else:
+            current = cached
+        active = active_future.result()
+        segments = segments_future.result()
+
+    logged_in = active | online_users(segments, start, now)
+    if cached is not None:
+        current = refresh_for_strangers(
+            client, current, logged_in, rule=rule, license_pattern=license_pattern, now=now
+        )
+    else:
+        # Built during this very check: a rebuild would see the same listing.
+        unknown = frozenset(user_id for user_id in logged_in if not current.knows(user_id))
+        current = dataclasses.replace(current, unresolved=unknown)
+
+    concurrency = measure_concurrency(segments, start, now, include=current.in_pool)
+    report = UsageReport(
+        checked_at=now,
+        window_start=start,
+        window_end=now,
+        now=split(concurrency.now_users, current),
+        peak=split(concurrency.peak_users, current),
+        window_distinct=split(active, current).total,
+        peak_at=concurrency.peak_at,
+        pool_source=current.pool_source,
+        unclassified=len(current.unresolved & logged_in),
+        minute_levels=concurrency.minute_levels,
+    )
+    _log_report(report)
+    return report, current
+
+
+def _log_report(report: UsageReport) -> None:
+    logger.info(
+        "Concurrent licenses: now %d (%d agents, %d admins), peak %d at %s, "
+        "window distinct %d, pool from %s",
+        report.now.total,
+        report.now.agents,
+        report.now.admins,
+        report.peak.total,
+        format_utc(report.peak_at),
+        report.window_distinct,
+        report.pool_source,
+    )

@@ -1,0 +1,284 @@
+"""The license pool (who is concurrent-billed) and the agent/admin classification of its users."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+from license_monitor.genesys.errors import PermissionDenied
+from license_monitor.genesys.models import User, format_timestamp, parse_timestamp
+
+if TYPE_CHECKING:
+    from license_monitor.genesys.client import GenesysClient
+
+logger = logging.getLogger(__name__)
+
+POOL_FROM_LICENSES = "licenses"
+POOL_WITHOUT_LICENSES = "all users (license data unavailable)"
+
+RuleKind = Literal["queue", "role", "group"]
+_RULE_KINDS: tuple[RuleKind, ...] = ("queue", "role", "group")
+
+
+@dataclass(frozen=True)
+class AgentRule:
+    """How agents are told from admins: queue membership, or a role or group name list."""
+
+    kind: RuleKind
+    names: tuple[str, ...] = ()
+
+
+def parse_agent_rule(text: str) -> AgentRule:
+    """Parse AGENT_RULE: 'queue', 'role:<name>[,<name>...]' or 'group:<name>[,<name>...]'."""
+    kind_text, separator, names_text = text.strip().partition(":")
+    kind = kind_text.strip().lower()
+    if kind not in _RULE_KINDS:
+        raise ValueError(
+            f"AGENT_RULE {text!r} is not understood: use 'queue', 'role:<name>[,<name>...]' "
+            "or 'group:<name>[,<name>...]'"
+        )
+    names = tuple(name.strip() for name in names_text.split(",") if name.strip())
+    if kind == "queue":
+        if separator and names:
+            raise ValueError(f"AGENT_RULE {text!r}: the queue rule takes no names, use 'queue'")
+        return AgentRule("queue")
+    if not names:
+        raise ValueError(f"AGENT_RULE {text!r} names no {kind}: write '{kind}:<name>[,<name>...]'")
+    return AgentRule(cast(RuleKind, kind), names)
+
+
+@dataclass(frozen=True)
+class Roster:
+    """Pool users by class (agents, admins) and active users outside the pool, at a time."""
+
+    built_at: datetime
+    pool_source: str
+    agents: frozenset[str]
+    admins: frozenset[str]
+    excluded: frozenset[str]
+    # Users seen logged in but absent from the users listing even after a rebuild (another
+    # division, just deactivated): remembered so they do not trigger a rebuild every check.
+    unresolved: frozenset[str] = frozenset()
+
+    def is_fresh(self, now: datetime, ttl_minutes: int) -> bool:
+        """True while the roster is younger than the TTL (and not from the future)."""
+        age = now - self.built_at
+        return timedelta(0) <= age < timedelta(minutes=ttl_minutes)
+
+    def knows(self, user_id: str) -> bool:
+        """True for any active user seen when the roster was built, in the pool or not."""
+        return user_id in self.agents or user_id in self.admins or user_id in self.excluded
+
+    def in_pool(self, user_id: str) -> bool:
+        """True for a concurrent-billed user (agent or admin)."""
+        return user_id in self.agents or user_id in self.admins
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe, compact form: ids in sorted lists."""
+        return {
+            "built_at": format_timestamp(self.built_at),
+            "pool_source": self.pool_source,
+            "agents": sorted(self.agents),
+            "admins": sorted(self.admins),
+            "excluded": sorted(self.excluded),
+            "unresolved": sorted(self.unresolved),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Roster:
+        """Rebuild a roster from to_dict() output."""
+        return cls(
+            built_at=parse_timestamp(str(data["built_at"])),
+            pool_source=str(data["pool_source"]),
+            agents=frozenset(str(user_id) for user_id in data["agents"]),
+            admins=frozenset(str(user_id) for user_id in data["admins"]),
+            excluded=frozenset(str(user_id) for user_id in data["excluded"]),
+            unresolved=frozenset(str(user_id) for user_id in data.get("unresolved", ())),
+        )
+
+
+@dataclass(frozen=True)
+class Split:
+    """A count of pool users and its split by class; agents + admins == total."""
+
+    total: int
+    agents: int
+    admins: int
+
+    def to_dict(self) -> dict[str, int]:
+        """JSON form as in the CLI output."""
+        return {"total": self.total, "agents": self.agents, "admins": self.admins}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Split:
+        """Rebuild from to_dict() output."""
+        return cls(total=int(data["total"]), agents=int(data["agents"]), admins=int(data["admins"]))
+
+
+def split(user_ids: Iterable[str], roster: Roster) -> Split:
+    """Count the pool users among `user_ids` by class; users outside the pool are not counted."""
+    agents = admins = 0
+    for user_id in set(user_ids):
+        if user_id in roster.agents:
+            agents += 1
+        elif user_id in roster.admins:
+            admins += 1
+    return Split(total=agents + admins, agents=agents, admins=admins)
+
+
+def build_roster(
+    users: Iterable[User],
+    licenses: Mapping[str, Sequence[str]] | None,
+    agent_ids: Collection[str],
+    license_pattern: re.Pattern[str],
+    now: datetime,
+) -> Roster:
+    """Build the roster: the pool is active users holding a license matching the pattern.
+
+    `licenses` None means the license API was forbidden: every active user is then in the pool
+    (over-counting is safer than missing an overage) and `pool_source` says so.
+    """
+    active = {user.id for user in users if user.state.lower() == "active"}
+    if licenses is None:
+        pool = active
+        source = POOL_WITHOUT_LICENSES
+    else:
+        pool = {
+            user_id
+            for user_id in active
+            if any(license_pattern.search(lic) for lic in licenses.get(user_id, ()))
+        }
+        source = POOL_FROM_LICENSES
+    agents = frozenset(user_id for user_id in pool if user_id in agent_ids)
+    return Roster(
+        built_at=now,
+        pool_source=source,
+        agents=agents,
+        admins=frozenset(pool - agents),
+        excluded=frozenset(active - pool),
+    )
+
+
+def load_roster(
+    client: GenesysClient,
+    rule: AgentRule,
+    license_pattern: re.Pattern[str],
+    now: datetime,
+    *,
+    parallel: int = 4,
+) -> Roster:
+    """Read users, licenses and the agent rule's membership from Genesys and build the roster.
+
+    The users listing, the license listing and the queue sweep run side by side (`parallel`
+    member listings at a time); every request still goes through the client's budget.
+    """
+    if parallel < 1:
+        raise ValueError(f"parallel must be at least 1, not {parallel}")
+    expand: tuple[str, ...] = ()
+    if rule.kind == "role":
+        expand = ("authorization",)
+    elif rule.kind == "group":
+        expand = ("groups",)
+
+    with ThreadPoolExecutor(max_workers=parallel + 2) as pool:
+        users_future = pool.submit(lambda: list(client.iter_users(expand=expand, state="active")))
+        licenses_future = pool.submit(_licenses, client)
+        if rule.kind == "queue":
+            agent_ids = _queue_members(client, pool)
+            users = users_future.result()
+        else:
+            users = users_future.result()
+            if rule.kind == "role":
+                agent_ids = _role_members(client, rule.names, users)
+            else:
+                agent_ids = _group_members(client, rule.names, users)
+        licenses = licenses_future.result()
+
+    roster = build_roster(users, licenses, agent_ids, license_pattern, now)
+    logger.info(
+        "Roster built: %d agents, %d admins, %d outside the pool (pool from %s)",
+        len(roster.agents),
+        len(roster.admins),
+        len(roster.excluded),
+        roster.pool_source,
+    )
+    return roster
+
+
+def _licenses(client: GenesysClient) -> dict[str, tuple[str, ...]] | None:
+    """License ids per user; None (with a WARNING) when the license API is forbidden."""
+    try:
+        return {entry.user_id: entry.licenses for entry in client.iter_user_licenses()}
+    except PermissionDenied as err:
+        logger.warning(
+            "License data is unavailable (%s): counting every active user as concurrent-billed",
+            err,
+        )
+        return None
+
+
+def _queue_members(client: GenesysClient, pool: Executor) -> set[str]:
+    """Members of any routing queue, by sweeping queues (cost: queues x pages, not users)."""
+    listings = [
+        pool.submit(_list_queue_members, client, queue.id) for queue in client.iter_queues()
+    ]
+    members: set[str] = set()
+    for listing in listings:
+        members.update(listing.result())
+    return members
+
+
+def _list_queue_members(client: GenesysClient, queue_id: str) -> list[str]:
+    return list(client.iter_queue_member_ids(queue_id))
+
+
+def _folded(names: Iterable[str]) -> set[str]:
+    return {name.casefold() for name in names}
+
+
+def _warn_unmatched(kind: str, wanted: Iterable[str], found: Iterable[str]) -> None:
+    """A misspelt rule name would silently class every user as an admin: say so."""
+    missing = sorted(_folded(wanted) - _folded(found))
+    if missing:
+        logger.warning("AGENT_RULE names no existing %s: %s", kind, ", ".join(missing))
+
+
+def _role_members(client: GenesysClient, names: Sequence[str], users: Sequence[User]) -> set[str]:
+    """Users holding one of the roles, from expand=authorization; role listing when missing."""
+    wanted = _folded(names)
+    agents = {
+        user.id
+        for user in users
+        if user.role_names is not None and wanted & _folded(user.role_names)
+    }
+    unknown = {user.id for user in users if user.role_names is None}
+    matched = [role for role in client.iter_roles() if role.name.casefold() in wanted]
+    _warn_unmatched("role", names, (role.name for role in matched))
+    if unknown:
+        # expand is best effort: ask the role's own user listing for users it left out.
+        for role in matched:
+            agents.update(uid for uid in client.iter_role_user_ids(role.id) if uid in unknown)
+    return agents
+
+
+def _group_members(client: GenesysClient, names: Sequence[str], users: Sequence[User]) -> set[str]:
+    """Users in one of the groups (matched by name), from expand=groups; members when missing."""
+    wanted = _folded(names)
+    matched = [group for group in client.iter_groups() if group.name.casefold() in wanted]
+    _warn_unmatched("group", names, (group.name for group in matched))
+    group_ids = {group.id for group in matched}
+    agents = {
+        user.id
+        for user in users
+        if user.group_ids is not None and group_ids.intersection(user.group_ids)
+    }
+    unknown = {user.id for user in users if user.group_ids is None}
+    if unknown:
+        for group in matched:
+            agents.update(uid for uid in client.iter_group_member_ids(group.id) if uid in unknown)
+    return agents

@@ -1,0 +1,121 @@
+"""Per-process services shared by the activities and starters: built once, lazily, never at import.
+
+In Azure each worker process builds its own from the app settings on first use, so the
+Genesys token lives in that process's cache and never travels through orchestration history.
+The CLI and the tests install services they built themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+
+import requests
+
+from license_monitor.genesys.client import GenesysClient
+from license_monitor.roster import Roster
+from license_monitor.settings import ConfigError, Settings
+from license_monitor.state import StateStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """Everything an activity needs, built from Settings."""
+
+    settings: Settings
+    client: GenesysClient
+    state: StateStore | None  # None only for a dry run with no storage configured
+    http: requests.Session
+    # Rosters by version: the measurement activities reuse the one load_roster just built.
+    rosters: dict[str, Roster] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, require_state: bool = True) -> Services:
+        """Build the Genesys client, the state store and an HTTP session for channels."""
+        client = GenesysClient(
+            api_url=settings.api_url,
+            login_url=settings.login_url,
+            client_id=settings.client_id,
+            client_secret=settings.client_secret,
+            request_budget_per_minute=settings.request_budget_per_minute,
+        )
+        has_storage = bool(settings.state_account_url or settings.state_connection)
+        state = state_store(settings) if require_state or has_storage else None
+        return cls(settings=settings, client=client, state=state, http=channel_session())
+
+    def remember(self, roster: Roster) -> str:
+        """Keep a roster in memory (latest few) and return its version."""
+        version = roster_version(roster)
+        with self.lock:
+            self.rosters[version] = roster
+            while len(self.rosters) > 3:
+                self.rosters.pop(next(iter(self.rosters)))
+        return version
+
+
+def roster_version(roster: Roster) -> str:
+    """A roster's identity: when it was built (rosters are immutable once built)."""
+    return roster.built_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def channel_session() -> requests.Session:
+    """An HTTP session for alert channels; proxies from the environment are honoured."""
+    session = requests.Session()
+    session.headers["User-Agent"] = "concurrent-license-monitor/0.1"
+    return session
+
+
+def state_store(settings: Settings) -> StateStore:
+    """Table Storage by connection string, or by account URL and managed identity."""
+    if settings.state_account_url:
+        from azure.identity import DefaultAzureCredential  # noqa: PLC0415 (only in Azure)
+
+        return StateStore.from_account_url(
+            settings.state_account_url, DefaultAzureCredential(), settings.state_table,
+            settings.org_key)
+    if not settings.state_connection:
+        raise ConfigError([
+            "STATE_CONNECTION is missing: set it (or AzureWebJobsStorage) to a Table Storage "
+            "connection string, or set STATE_ACCOUNT_URL (a dry run works without).",
+        ])
+    return StateStore.from_connection_string(
+        settings.state_connection, settings.state_table, settings.org_key)
+
+
+_lock = threading.Lock()
+_services: Services | None = None
+_settings: Settings | None = None
+
+
+def settings() -> Settings:
+    """This process's settings, parsed from the environment on first use."""
+    global _settings  # noqa: PLW0603 (one per process, by design)
+    with _lock:
+        if _services is not None:
+            return _services.settings
+        if _settings is None:
+            _settings = Settings.from_env(os.environ)
+        return _settings
+
+
+def services() -> Services:
+    """This process's services, built on first use."""
+    global _services  # noqa: PLW0603
+    current = settings()
+    with _lock:
+        if _services is None:
+            _services = Services.from_settings(current)
+        return _services
+
+
+def install(new: Services | None) -> None:
+    """Use these services in this process (CLI, tests); None forgets them."""
+    global _services, _settings  # noqa: PLW0603
+    with _lock:
+        _services = new
+        _settings = None if new is None else new.settings

@@ -1,0 +1,391 @@
+"""Typed settings parsed once from the environment (app settings in Azure, env vars locally)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from license_monitor.genesys.regions import REGION_DOMAINS, base_urls
+from license_monitor.roster import AgentRule, parse_agent_rule
+
+T = TypeVar("T")
+
+SECRET_FIELDS = frozenset(
+    {
+        "client_secret",
+        "alert_webhook_url",
+        "alert_webhook_secret",
+        "teams_webhook_url",
+        "slack_webhook_url",
+        "pagerduty_routing_key",
+        "graph_client_secret",
+        "state_connection",
+    }
+)
+
+_NCRONTAB = re.compile(r"^\S+(\s+\S+){5}$")
+_QUIET_RANGE = re.compile(
+    r"^(?:(?P<days>[A-Za-z]{3}(?:-[A-Za-z]{3})?(?:,[A-Za-z]{3}(?:-[A-Za-z]{3})?)*)\s+)?"
+    r"(?P<start>\d{2}:\d{2})-(?P<end>\d{2}:\d{2})$"
+)
+QUEUE_RULE = AgentRule("queue", ())
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class ConfigError(Exception):
+    """One or more settings are missing or invalid; the message lists every problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {problem}" for problem in self.problems)
+        super().__init__(f"{len(self.problems)} setting problem(s):\n{lines}")
+
+
+@dataclass(frozen=True)
+class QuietWindow:
+    """A weekly window in which notifications are held: days (0=Mon) and minutes of day."""
+
+    days: frozenset[int]
+    start_minute: int
+    end_minute: int
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of DESIGN.md section 9, validated; secrets masked in repr."""
+
+    client_id: str
+    client_secret: str = field(repr=False)
+    region: str
+    api_url: str
+    login_url: str
+    license_capacity: int
+    warning_percent: float = 90.0
+    critical_percent: float = 95.0
+    clear_margin_percent: float = 5.0
+    window_minutes: int = 15
+    agent_rule: AgentRule = QUEUE_RULE
+    concurrent_license_pattern: re.Pattern[str] = re.compile(r"(?i)^cloudcx\d")
+    roster_ttl_minutes: int = 60
+    request_budget_per_minute: int = 300
+    state_connection: str | None = field(default=None, repr=False)
+    state_account_url: str | None = None
+    state_table: str = "licensemonitor"
+    monitor_schedule: str = "0 */5 * * * *"
+    manual_check_wait_seconds: int = 30
+    billing_anchor_day: int = 1
+    failure_alert_after: int = 3
+    remind_every_minutes: int = 0
+    quiet_hours: tuple[QuietWindow, ...] = ()
+    quiet_hours_timezone: str = "UTC"
+    retention_days: int = 90
+    history_retention_days: int = 7
+    org_name: str | None = None
+    alert_link_url: str | None = None
+    alert_webhook_url: str | None = field(default=None, repr=False)
+    alert_webhook_secret: str | None = field(default=None, repr=False)
+    teams_webhook_url: str | None = field(default=None, repr=False)
+    slack_webhook_url: str | None = field(default=None, repr=False)
+    pagerduty_routing_key: str | None = field(default=None, repr=False)
+    pagerduty_events_url: str = "https://events.pagerduty.com/v2/enqueue"
+    alert_email_to: tuple[str, ...] = ()
+    alert_email_from: str | None = None
+    graph_tenant_id: str | None = None
+    graph_client_id: str | None = None
+    graph_client_secret: str | None = field(default=None, repr=False)
+    graph_authority_url: str = "https://login.microsoftonline.com"
+    graph_api_url: str = "https://graph.microsoft.com/v1.0"
+
+    def __repr__(self) -> str:
+        parts = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in SECRET_FIELDS:
+                shown = "None" if value is None else "'***'"
+            elif isinstance(value, re.Pattern):
+                shown = repr(value.pattern)
+            else:
+                shown = repr(value)
+            parts.append(f"{f.name}={shown}")
+        return f"Settings({', '.join(parts)})"
+
+    @property
+    def org_key(self) -> str:
+        """A stable key for this org's state and singleton instance id (no secret in it)."""
+        label = re.sub(r"[^A-Za-z0-9]+", "-", f"{self.region}-{self.client_id}").strip("-")
+        return label.lower()[:80]
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """The alert channels switched on by their settings."""
+        on = []
+        if self.alert_webhook_url:
+            on.append("webhook")
+        if self.teams_webhook_url:
+            on.append("teams")
+        if self.slack_webhook_url:
+            on.append("slack")
+        if self.pagerduty_routing_key:
+            on.append("pagerduty")
+        if self.alert_email_to:
+            on.append("email")
+        return tuple(on)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Parse and validate every setting; raise one ConfigError listing every problem."""
+        return _Parser(environ).parse()
+
+
+class _Parser:
+    """Collects problems while reading settings, so one error can list them all."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.env = environ
+        self.problems: list[str] = []
+
+    def raw(self, name: str) -> str | None:
+        value = self.env.get(name)
+        if value is None:
+            return None
+        value = value.strip()
+        return value or None
+
+    def required(self, name: str, what: str) -> str:
+        value = self.raw(name)
+        if value is None:
+            self.problems.append(f"{name} is missing: set it to {what}.")
+            return ""
+        return value
+
+    def number(
+        self, name: str, default: T, convert: Callable[[str], T], check: Callable[[T], bool],
+        expect: str,
+    ) -> T:
+        text = self.raw(name)
+        if text is None:
+            return default
+        try:
+            value = convert(text)
+        except ValueError:
+            self.problems.append(f"{name} must be {expect}, got {text!r}.")
+            return default
+        if not check(value):
+            self.problems.append(f"{name} must be {expect}, got {text!r}.")
+            return default
+        return value
+
+    def integer(self, name: str, default: int, minimum: int, maximum: int | None = None) -> int:
+        expect = f"an integer >= {minimum}" if maximum is None else (
+            f"an integer from {minimum} to {maximum}")
+        return self.number(
+            name, default, int,
+            lambda v: v >= minimum and (maximum is None or v <= maximum), expect)
+
+    def percent(self, name: str, default: float) -> float:
+        return self.number(name, default, float, lambda v: 0 < v <= 100,
+                           "a percentage above 0 and at most 100")
+
+    def url(self, name: str, default: str | None = None, secret: bool = False) -> str | None:
+        text = self.raw(name)
+        if text is None:
+            return default
+        parts = urlsplit(text)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            shown = "" if secret else f", got {text!r}"
+            self.problems.append(f"{name} must be an http(s) URL{shown}.")
+            return default
+        return text.rstrip("/")
+
+    def parse(self) -> Settings:
+        client_id = self.required("GENESYS_CLIENT_ID", "the OAuth client id")
+        client_secret = self.required("GENESYS_CLIENT_SECRET", "the OAuth client secret")
+        region = (self.raw("GENESYS_REGION") or "mypurecloud.com").lower()
+        api_override = self.url("GENESYS_API_URL")
+        login_override = self.url("GENESYS_LOGIN_URL")
+        login_url = api_url = ""
+        try:
+            login_url, api_url = base_urls(region, api_override, login_override)
+        except ValueError:
+            self.problems.append(
+                f"GENESYS_REGION {region!r} is not a Genesys Cloud region; use one of: "
+                + ", ".join(REGION_DOMAINS) + ".")
+
+        capacity_text = self.raw("LICENSE_CAPACITY")
+        capacity = 0
+        if capacity_text is None:
+            self.problems.append(
+                "LICENSE_CAPACITY is missing: set it to the number of concurrent licenses "
+                "purchased.")
+        else:
+            capacity = self.integer("LICENSE_CAPACITY", 0, 1)
+
+        warning = self.percent("WARNING_PERCENT", 90.0)
+        critical = self.percent("CRITICAL_PERCENT", 95.0)
+        if critical < warning:
+            self.problems.append(
+                f"CRITICAL_PERCENT ({critical:g}) must not be below WARNING_PERCENT ({warning:g}).")
+        margin = self.number("CLEAR_MARGIN_PERCENT", 5.0, float, lambda v: 0 <= v < 100,
+                             "a percentage from 0 to below 100")
+
+        rule = QUEUE_RULE
+        rule_text = self.raw("AGENT_RULE")
+        if rule_text is not None:
+            try:
+                rule = parse_agent_rule(rule_text)
+            except ValueError as err:
+                text = str(err)
+                if not text.startswith("AGENT_RULE"):
+                    text = f"AGENT_RULE: {text}"
+                self.problems.append(text)
+
+        pattern = re.compile(r"(?i)^cloudcx\d")
+        pattern_text = self.raw("CONCURRENT_LICENSE_PATTERN")
+        if pattern_text is not None:
+            try:
+                pattern = re.compile(pattern_text)
+            except re.error as err:
+                self.problems.append(
+                    f"CONCURRENT_LICENSE_PATTERN is not a valid regular expression ({err}).")
+
+        state_connection = self.raw("STATE_CONNECTION")
+        if state_connection is None:
+            state_connection = self.raw("AzureWebJobsStorage")
+        state_account_url = self.url("STATE_ACCOUNT_URL")
+        if state_connection and "=" not in state_connection and state_connection != (
+                "UseDevelopmentStorage=true"):
+            self.problems.append(
+                "STATE_CONNECTION must be a storage connection string (Key=Value;...).")
+
+        schedule = self.raw("MONITOR_SCHEDULE") or "0 */5 * * * *"
+        if not _NCRONTAB.match(schedule):
+            self.problems.append(
+                f"MONITOR_SCHEDULE must be an NCRONTAB expression with six fields "
+                f"(seconds first), got {schedule!r}.")
+
+        quiet_zone = self.raw("QUIET_HOURS_TIMEZONE") or "UTC"
+        try:
+            ZoneInfo(quiet_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            self.problems.append(
+                f"QUIET_HOURS_TIMEZONE must be an IANA time zone such as Europe/Berlin, "
+                f"got {quiet_zone!r}.")
+        quiet = self.quiet_hours(self.raw("QUIET_HOURS"))
+
+        email_to = tuple(
+            a.strip() for a in (self.raw("ALERT_EMAIL_TO") or "").split(",") if a.strip())
+        for address in email_to:
+            if "@" not in address:
+                self.problems.append(f"ALERT_EMAIL_TO has an invalid address {address!r}.")
+        graph: dict[str, Any] = {
+            "alert_email_from": self.raw("ALERT_EMAIL_FROM"),
+            "graph_tenant_id": self.raw("GRAPH_TENANT_ID"),
+            "graph_client_id": self.raw("GRAPH_CLIENT_ID"),
+            "graph_client_secret": self.raw("GRAPH_CLIENT_SECRET"),
+        }
+        if email_to:
+            for key, value in graph.items():
+                if value is None:
+                    self.problems.append(
+                        f"{key.upper()} is missing: email alerts (ALERT_EMAIL_TO) need it.")
+
+        values: dict[str, Any] = {
+            "client_id": client_id,
+            "client_secret": client_secret,
+            "region": region,
+            "api_url": api_url,
+            "login_url": login_url,
+            "license_capacity": capacity,
+            "warning_percent": warning,
+            "critical_percent": critical,
+            "clear_margin_percent": margin,
+            "window_minutes": self.integer("WINDOW_MINUTES", 15, 1, 24 * 60),
+            "agent_rule": rule,
+            "concurrent_license_pattern": pattern,
+            "roster_ttl_minutes": self.integer("ROSTER_TTL_MINUTES", 60, 0),
+            "request_budget_per_minute": self.integer("REQUEST_BUDGET_PER_MINUTE", 300, 1),
+            "state_connection": state_connection,
+            "state_account_url": state_account_url,
+            "state_table": self.table_name(),
+            "monitor_schedule": schedule,
+            "manual_check_wait_seconds": self.integer("MANUAL_CHECK_WAIT_SECONDS", 30, 0, 600),
+            "billing_anchor_day": self.integer("BILLING_ANCHOR_DAY", 1, 1, 31),
+            "failure_alert_after": self.integer("FAILURE_ALERT_AFTER", 3, 1),
+            "remind_every_minutes": self.integer("REMIND_EVERY_MINUTES", 0, 0),
+            "quiet_hours": quiet,
+            "quiet_hours_timezone": quiet_zone,
+            "retention_days": self.integer("RETENTION_DAYS", 90, 1),
+            "history_retention_days": self.integer("HISTORY_RETENTION_DAYS", 7, 1),
+            "org_name": self.raw("ORG_NAME"),
+            "alert_link_url": self.url("ALERT_LINK_URL"),
+            "alert_webhook_url": self.url("ALERT_WEBHOOK_URL", secret=True),
+            "alert_webhook_secret": self.raw("ALERT_WEBHOOK_SECRET"),
+            "teams_webhook_url": self.url("TEAMS_WEBHOOK_URL", secret=True),
+            "slack_webhook_url": self.url("SLACK_WEBHOOK_URL", secret=True),
+            "pagerduty_routing_key": self.raw("PAGERDUTY_ROUTING_KEY"),
+            "pagerduty_events_url": self.url(
+                "PAGERDUTY_EVENTS_URL", "https://events.pagerduty.com/v2/enqueue"),
+            "alert_email_to": email_to,
+            "graph_authority_url": self.url(
+                "GRAPH_AUTHORITY_URL", "https://login.microsoftonline.com"),
+            "graph_api_url": self.url("GRAPH_API_URL", "https://graph.microsoft.com/v1.0"),
+            **graph,
+        }
+        if self.problems:
+            raise ConfigError(self.problems)
+        return Settings(**values)
+
+    def table_name(self) -> str:
+        name = self.raw("STATE_TABLE") or "licensemonitor"
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{2,62}", name):
+            self.problems.append(
+                f"STATE_TABLE must be 3-63 letters or digits starting with a letter, got {name!r}.")
+            return "licensemonitor"
+        return name
+
+    def quiet_hours(self, text: str | None) -> tuple[QuietWindow, ...]:
+        if text is None:
+            return ()
+        windows = []
+        for part in (p.strip() for p in text.split(";")):
+            if not part:
+                continue
+            window = _parse_quiet_window(part)
+            if window is None:
+                self.problems.append(
+                    f"QUIET_HOURS entry {part!r} is not like 'Mon-Fri 22:00-06:00' or "
+                    f"'Sat-Sun 00:00-24:00'.")
+            else:
+                windows.append(window)
+        return tuple(windows)
+
+
+def _parse_quiet_window(text: str) -> QuietWindow | None:
+    match = _QUIET_RANGE.match(text)
+    if match is None:
+        return None
+    days: set[int] = set()
+    for span in (match.group("days") or "Mon-Sun").lower().split(","):
+        first, _, last = span.partition("-")
+        if first not in _DAYS or (last and last not in _DAYS):
+            return None
+        start, end = _DAYS.index(first), _DAYS.index(last or first)
+        index = start
+        while True:
+            days.add(index)
+            if index == end:
+                break
+            index = (index + 1) % 7
+    minutes = []
+    for clock in (match.group("start"), match.group("end")):
+        hours, mins = int(clock[:2]), int(clock[3:])
+        if hours > 24 or mins > 59 or (hours == 24 and mins):
+            return None
+        minutes.append(hours * 60 + mins)
+    if minutes[0] == minutes[1]:
+        return None
+    return QuietWindow(frozenset(days), minutes[0], minutes[1])

@@ -1,0 +1,254 @@
+"""The simulated organization: users with presence timelines, queues, groups and roles."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from license_monitor.genesys.models import (
+    OFFLINE,
+    format_timestamp,
+    normalise_presence,
+    parse_timestamp,
+)
+
+# System presences in the analytics spelling, and how the users API spells each one.
+USERS_API_SPELLING = {
+    "AVAILABLE": "Available",
+    "ON_QUEUE": "On Queue",
+    "OFFLINE": "Offline",
+    "BUSY": "Busy",
+    "AWAY": "Away",
+    "MEAL": "Meal",
+    "BREAK": "Break",
+    "MEETING": "Meeting",
+    "TRAINING": "Training",
+    "IDLE": "Idle",
+}
+SYSTEM_PRESENCES = tuple(USERS_API_SPELLING)
+
+# Presence definition ids seen in every org for these three; the others are derived stably.
+_WELL_KNOWN_PRESENCE_IDS = {
+    "AVAILABLE": "6a3af858-942f-489d-9700-5f9bcdcdae9b",
+    "OFFLINE": "ccf3c10a-aa2c-4845-8e8d-f59fa48c58e5",
+    "ON_QUEUE": "e08eaf1b-ee47-4fa9-a231-1200e284798f",
+}
+_PRESENCE_NAMESPACE = uuid.UUID("5d1e8a52-3c4f-4b6e-9a0d-2f7c1b9e6a10")
+
+
+def organization_presence_id(presence: str) -> str:
+    """Return the organization presence definition id the simulator uses for a system presence."""
+    known = _WELL_KNOWN_PRESENCE_IDS.get(presence)
+    return known if known is not None else str(uuid.uuid5(_PRESENCE_NAMESPACE, presence))
+
+
+@dataclass(slots=True)
+class SimSegment:
+    """One primary presence record: [start, end); end is None while the user is still in it."""
+
+    start: datetime
+    end: datetime | None
+    presence: str  # analytics spelling, e.g. "AVAILABLE", "ON_QUEUE", "OFFLINE"
+
+
+@dataclass(slots=True)
+class SimUser:
+    """A user of the simulated org, with licenses, memberships and a presence timeline."""
+
+    id: str
+    name: str
+    state: str = "active"
+    licenses: list[str] = field(default_factory=list)
+    queue_ids: list[str] = field(default_factory=list)
+    role_ids: list[str] = field(default_factory=list)
+    group_ids: list[str] = field(default_factory=list)
+    segments: list[SimSegment] = field(default_factory=list)  # sorted, non-overlapping
+
+
+@dataclass(slots=True)
+class SimQueue:
+    """A routing queue."""
+
+    id: str
+    name: str
+
+
+@dataclass(slots=True)
+class SimGroup:
+    """A directory group."""
+
+    id: str
+    name: str
+
+
+@dataclass(slots=True)
+class SimRole:
+    """An authorization role."""
+
+    id: str
+    name: str
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+@dataclass
+class SimOrg:
+    """A whole organization; `now` is the simulated current time (aware UTC) that tests move."""
+
+    users: list[SimUser] = field(default_factory=list)
+    queues: list[SimQueue] = field(default_factory=list)
+    groups: list[SimGroup] = field(default_factory=list)
+    roles: list[SimRole] = field(default_factory=list)
+    now: datetime = field(default_factory=_utc_now)
+    _index: dict[str, SimUser] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def user(self, user_id: str) -> SimUser:
+        """Return the user with this id (KeyError if none); an index keeps this O(1)."""
+        found = self._index.get(user_id)
+        if found is None or found.id != user_id or len(self._index) != len(self.users):
+            # The user list is public and tests edit it directly: rebuild on any doubt.
+            self._index = {user.id: user for user in self.users}
+            found = self._index.get(user_id)
+        if found is None:
+            raise KeyError(user_id)
+        return found
+
+    def find_user(self, user_id: str) -> SimUser | None:
+        """Return the user with this id, or None."""
+        try:
+            return self.user(user_id)
+        except KeyError:
+            return None
+
+    def segment_at(self, user: SimUser, t: datetime) -> SimSegment | None:
+        """Return the user's segment containing instant t ([start, end)), or None."""
+        for segment in reversed(user.segments):
+            if segment.start <= t:
+                return segment if segment.end is None or t < segment.end else None
+        return None
+
+    def presence_at(self, user: SimUser, t: datetime) -> str:
+        """Return the user's presence at instant t (analytics spelling); OFFLINE when no segment."""
+        segment = self.segment_at(user, t)
+        return OFFLINE if segment is None else segment.presence
+
+    def current_presence(self, user: SimUser) -> str:
+        """Return the user's presence at `now`."""
+        return self.presence_at(user, self.now)
+
+    def set_presence(self, user_id: str, presence: str, at: datetime) -> None:
+        """Close the user's open segment at `at` and open a new one with `presence`."""
+        user = self.user(user_id)
+        spelled = normalise_presence(presence)
+        if spelled not in USERS_API_SPELLING:
+            raise ValueError(f"unknown system presence {presence!r}")
+        if at.tzinfo is None:
+            raise ValueError("set_presence needs an aware datetime")
+        if user.segments:
+            last = user.segments[-1]
+            if at < last.start:
+                raise ValueError(
+                    f"presence change at {format_timestamp(at)} precedes the user's last "
+                    f"segment start {format_timestamp(last.start)}"
+                )
+            if last.end is None:
+                if at == last.start:
+                    # A zero-length segment would be noise: the new presence replaces it.
+                    last.presence = spelled
+                    return
+                last.end = at
+            elif last.end > at:
+                raise ValueError("presence change overlaps the user's last closed segment")
+        user.segments.append(SimSegment(start=at, end=None, presence=spelled))
+
+    def segments_between(
+        self, user: SimUser, start: datetime, end: datetime
+    ) -> list[SimSegment]:
+        """Return the user's segments overlapping [start, end) that began by `now`."""
+        found: list[SimSegment] = []
+        # Walk back from the latest segment: queries are about recent windows, so this touches
+        # a handful of segments per user even with long histories.
+        for segment in reversed(user.segments):
+            if segment.end is not None and segment.end <= start:
+                break
+            if segment.start < end and segment.start <= self.now:
+                found.append(segment)
+        found.reverse()
+        return found
+
+    def active_users(self) -> Iterator[SimUser]:
+        """Yield the users whose state is active."""
+        return (user for user in self.users if user.state == "active")
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the org as a JSON-compatible dict (the scenario file format)."""
+        return {
+            "now": format_timestamp(self.now),
+            "queues": [{"id": q.id, "name": q.name} for q in self.queues],
+            "groups": [{"id": g.id, "name": g.name} for g in self.groups],
+            "roles": [{"id": r.id, "name": r.name} for r in self.roles],
+            "users": [
+                {
+                    "id": u.id,
+                    "name": u.name,
+                    "state": u.state,
+                    "licenses": list(u.licenses),
+                    "queueIds": list(u.queue_ids),
+                    "roleIds": list(u.role_ids),
+                    "groupIds": list(u.group_ids),
+                    "segments": [
+                        [
+                            format_timestamp(s.start),
+                            None if s.end is None else format_timestamp(s.end),
+                            s.presence,
+                        ]
+                        for s in u.segments
+                    ],
+                }
+                for u in self.users
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SimOrg:
+        """Build an org from to_json() output; raises ValueError on a malformed document."""
+        try:
+            return cls(
+                users=[
+                    SimUser(
+                        id=str(u["id"]),
+                        name=str(u["name"]),
+                        state=str(u.get("state", "active")),
+                        licenses=[str(x) for x in u.get("licenses", [])],
+                        queue_ids=[str(x) for x in u.get("queueIds", [])],
+                        role_ids=[str(x) for x in u.get("roleIds", [])],
+                        group_ids=[str(x) for x in u.get("groupIds", [])],
+                        segments=[_segment_from_json(s) for s in u.get("segments", [])],
+                    )
+                    for u in data["users"]
+                ],
+                queues=[SimQueue(str(q["id"]), str(q["name"])) for q in data.get("queues", [])],
+                groups=[SimGroup(str(g["id"]), str(g["name"])) for g in data.get("groups", [])],
+                roles=[SimRole(str(r["id"]), str(r["name"])) for r in data.get("roles", [])],
+                now=parse_timestamp(str(data["now"])),
+            )
+        except (KeyError, TypeError, IndexError) as err:
+            raise ValueError(f"not a simulator scenario: {err!r}") from err
+
+
+def _segment_from_json(raw: Any) -> SimSegment:
+    """Read a segment written as [start, end|null, presence] or {start, end, presence}."""
+    if isinstance(raw, dict):
+        start, end, presence = raw["start"], raw.get("end"), raw["presence"]
+    else:
+        start, end, presence = raw
+    return SimSegment(
+        start=parse_timestamp(str(start)),
+        end=None if end is None else parse_timestamp(str(end)),
+        presence=normalise_presence(str(presence)),
+    )

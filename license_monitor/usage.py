@@ -1,0 +1,163 @@
+"""Pure measurement: presence segments -> concurrency now/peak, aggregates -> window distinct."""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from license_monitor.genesys.models import OFFLINE, PresenceSegment, normalise_presence
+
+MINUTE = timedelta(minutes=1)
+
+
+def window_active_users(aggregates: Mapping[str, Mapping[str, int]]) -> frozenset[str]:
+    """Return the users with any non-OFFLINE presence time (sum > 0) in the aggregates."""
+    return frozenset(
+        user_id
+        for user_id, by_presence in aggregates.items()
+        if any(
+            millis > 0 and normalise_presence(qualifier) != OFFLINE
+            for qualifier, millis in by_presence.items()
+        )
+    )
+
+
+@dataclass(frozen=True)
+class Concurrency:
+    """Exact concurrency of one window: who is logged in at its end, and its peak."""
+
+    now_users: frozenset[str]
+    peak: int
+    peak_users: frozenset[str]
+    peak_at: datetime
+    minute_levels: dict[datetime, int]
+
+
+# A logged-in span of one user after merging and clipping: [start, end), end None = past the
+# window's end (the user is still logged in at `end`).
+_Span = tuple[datetime, datetime | None]
+
+
+def _logged_in_spans(
+    segments: Iterable[PresenceSegment],
+    start: datetime,
+    end: datetime,
+    include: Callable[[str], bool] | None,
+) -> dict[str, list[_Span]]:
+    """Clip every non-OFFLINE segment to the window and merge each user's spans into a union."""
+    raw: dict[str, list[tuple[datetime, datetime | None]]] = {}
+    for segment in segments:
+        if normalise_presence(segment.presence) == OFFLINE:
+            continue
+        if include is not None and not include(segment.user_id):
+            continue
+        seg_end = segment.end
+        if seg_end is not None and seg_end <= segment.start:
+            continue  # empty or malformed segment: no time logged in
+        if segment.start >= end or (seg_end is not None and seg_end <= start):
+            continue  # outside the window, or no time inside it
+        clipped_end = None if seg_end is None or seg_end > end else seg_end
+        raw.setdefault(segment.user_id, []).append((max(segment.start, start), clipped_end))
+
+    merged: dict[str, list[_Span]] = {}
+    for user_id, spans in raw.items():
+        spans.sort(key=lambda span: span[0])
+        union: list[_Span] = []
+        for span_start, span_end in spans:
+            if union:
+                last_start, last_end = union[-1]
+                # Touching or overlapping spans are one login: a user switching presence at
+                # instant t (a.end == b.start) never drops to zero at t.
+                if last_end is None or span_start <= last_end:
+                    if last_end is not None and (span_end is None or span_end > last_end):
+                        union[-1] = (last_start, span_end)
+                    continue
+            union.append((span_start, span_end))
+        merged[user_id] = union
+    return merged
+
+
+def measure_concurrency(
+    segments: Iterable[PresenceSegment],
+    start: datetime,
+    end: datetime,
+    include: Callable[[str], bool] | None = None,
+) -> Concurrency:
+    """Measure who is logged in at `end`, the window's peak, and per-minute maxima.
+
+    The window's instants are [start, end); a segment [s, e) is logged in at t when s <= t < e
+    (open segments run past `end`). `now_users` are the users whose login covers `end` and
+    began before it: a session starting exactly at `end` has no time in the window yet and is
+    counted by the next check, which keeps now <= peak <= window distinct exact.
+    """
+    if end <= start:
+        raise ValueError(f"the window must end after it starts ({start} .. {end})")
+    spans_by_user = _logged_in_spans(segments, start, end, include)
+
+    # Sweep line: +1 at each span start, -1 at each span end; within one instant the ends go
+    # first, so users handing over at t are not counted together.
+    events: list[tuple[datetime, int]] = []
+    now_users: set[str] = set()
+    for user_id, spans in spans_by_user.items():
+        for span_start, span_end in spans:
+            events.append((span_start, 1))
+            if span_end is None:
+                now_users.add(user_id)
+            else:
+                events.append((span_end, -1))
+    events.sort()
+
+    times: list[datetime] = []  # distinct event instants, ascending
+    levels: list[int] = []  # concurrency just after all events of that instant
+    level = 0
+    for moment, change in events:
+        level += change
+        if times and times[-1] == moment:
+            levels[-1] = level
+        else:
+            times.append(moment)
+            levels.append(level)
+
+    peak, peak_at = 0, start
+    for moment, moment_level in zip(times, levels, strict=True):
+        if moment_level > peak:
+            peak, peak_at = moment_level, moment
+    peak_users = (
+        frozenset(
+            user_id
+            for user_id, spans in spans_by_user.items()
+            if any(s <= peak_at and (e is None or e > peak_at) for s, e in spans)
+        )
+        if peak
+        else frozenset()
+    )
+
+    return Concurrency(
+        now_users=frozenset(now_users),
+        peak=peak,
+        peak_users=peak_users,
+        peak_at=peak_at,
+        minute_levels=_minute_levels(times, levels, start, end),
+    )
+
+
+def _minute_levels(
+    times: list[datetime], levels: list[int], start: datetime, end: datetime
+) -> dict[datetime, int]:
+    """Max concurrency of each whole minute [m, m+1) lying inside [start, end)."""
+    first = start.replace(second=0, microsecond=0)
+    if first < start:
+        first += MINUTE
+    result: dict[datetime, int] = {}
+    minute = first
+    while minute + MINUTE <= end:
+        at = bisect_right(times, minute) - 1
+        highest = levels[at] if at >= 0 else 0
+        stop = bisect_left(times, minute + MINUTE)
+        for index in range(at + 1, stop):
+            highest = max(highest, levels[index])
+        result[minute] = highest
+        minute += MINUTE
+    return result

@@ -1,0 +1,64 @@
+"""The license_check orchestrator: token, fan out the measurement, evaluate, notify."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import azure.durable_functions as df
+
+bp = df.Blueprint()
+
+ORCHESTRATOR = "license_check"
+
+# Whole-activity retries (the Genesys client already retried each request briefly).
+MEASURE_RETRY = df.RetryOptions(
+    first_retry_interval_in_milliseconds=5_000, max_number_of_attempts=2)
+STATE_RETRY = df.RetryOptions(
+    first_retry_interval_in_milliseconds=2_000, max_number_of_attempts=3)
+
+
+def first_line(error: Exception) -> str:
+    """The activity's own message: the SDK wraps it as 'reason \\n details'."""
+    lines = str(error).strip().splitlines()
+    return lines[0].strip() if lines else type(error).__name__
+
+
+@bp.orchestration_trigger(context_name="context")
+def license_check(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
+    """One check. Deterministic: time from the history, no settings, no I/O, no token."""
+    request = context.get_input() or {}
+    check = {
+        "checked_at": context.current_utc_datetime.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "dry_run": bool(request.get("dry_run")),
+    }
+    measurement: dict[str, Any] | None = None
+    failure: str | None = None
+    try:
+        yield context.call_activity_with_retry("acquire_token", MEASURE_RETRY, check)
+        roster = yield context.call_activity_with_retry("load_roster", MEASURE_RETRY, check)
+        with_roster = {**check, "roster_version": roster["version"]}
+        window, presence = yield context.task_all([
+            context.call_activity_with_retry("query_window_activity", MEASURE_RETRY, with_roster),
+            context.call_activity_with_retry("query_presence_details", MEASURE_RETRY, with_roster),
+        ])
+        measurement = {"roster": roster, "window": window, "presence": presence}
+    except Exception as err:  # a failed measurement is a result ("unknown"), not a crash
+        failure = first_line(err)
+
+    try:
+        verdict = yield context.call_activity_with_retry(
+            "evaluate", STATE_RETRY, {**check, "measurement": measurement, "failure": failure})
+    except Exception as err:
+        # Storage is down: nothing can be decided or claimed; report it and change nothing.
+        reason = failure or first_line(err)
+        return {**check, "level": "unknown", "error": reason, "events": [], "notifications": []}
+
+    context.set_custom_status(verdict["status"])
+    deliveries: list[dict[str, Any]] = []
+    if verdict["notifications"]:
+        deliveries = yield context.task_all([
+            context.call_activity("notify", notification)
+            for notification in verdict["notifications"]
+        ])
+    return {**verdict["report"], "notifications": deliveries}

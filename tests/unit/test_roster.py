@@ -1,0 +1,132 @@
+"""License pool, agent rule parsing, classification and the roster's JSON round trip."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from license_monitor.genesys.models import User
+from license_monitor.roster import (
+    POOL_FROM_LICENSES,
+    POOL_WITHOUT_LICENSES,
+    AgentRule,
+    Roster,
+    Split,
+    build_roster,
+    parse_agent_rule,
+    split,
+)
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+CX = re.compile(r"(?i)^cloudcx\d")
+
+
+@pytest.mark.parametrize(
+    ("text", "rule"),
+    [
+        ("queue", AgentRule("queue")),
+        (" Queue ", AgentRule("queue")),
+        ("queue:", AgentRule("queue")),
+        ("role:Agent", AgentRule("role", ("Agent",))),
+        ("role: User , Agent ", AgentRule("role", ("User", "Agent"))),
+        ("ROLE:User,,Agent", AgentRule("role", ("User", "Agent"))),
+        ("group:Contact Center", AgentRule("group", ("Contact Center",))),
+    ],
+)
+def test_parse_agent_rule(text: str, rule: AgentRule) -> None:
+    assert parse_agent_rule(text) == rule
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "is not understood"),
+        ("skill:Sales", "is not understood"),
+        ("role", "names no role"),
+        ("role: , ", "names no role"),
+        ("group:", "names no group"),
+        ("queue:Sales", "takes no names"),
+    ],
+)
+def test_parse_agent_rule_rejects_with_a_clear_sentence(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_agent_rule(text)
+
+
+def user(user_id: str, state: str = "active") -> User:
+    return User(id=user_id, name=user_id.title(), state=state)
+
+
+USERS = [user("agent"), user("admin"), user("comm"), user("nolicense"), user("gone", "inactive")]
+LICENSES = {
+    "agent": ["cloudCX3"],
+    "admin": ["CloudCX1", "communicate"],
+    "comm": ["communicate"],
+    "gone": ["cloudCX2"],
+}
+
+
+def test_build_roster_pool_is_active_users_with_a_concurrent_license() -> None:
+    roster = build_roster(USERS, LICENSES, {"agent", "comm", "gone"}, CX, NOW)
+    assert roster.agents == {"agent"}
+    assert roster.admins == {"admin"}
+    assert roster.excluded == {"comm", "nolicense"}
+    assert roster.pool_source == POOL_FROM_LICENSES
+    assert roster.built_at == NOW
+    assert roster.knows("comm")
+    assert not roster.knows("gone")
+    assert not roster.knows("newhire")
+
+
+def test_build_roster_without_license_data_puts_every_active_user_in_the_pool() -> None:
+    roster = build_roster(USERS, None, {"agent"}, CX, NOW)
+    assert roster.agents == {"agent"}
+    assert roster.admins == {"admin", "comm", "nolicense"}
+    assert roster.excluded == frozenset()
+    assert roster.pool_source == POOL_WITHOUT_LICENSES
+    assert "unavailable" in roster.pool_source
+
+
+def test_build_roster_license_pattern_is_configurable() -> None:
+    roster = build_roster(USERS, LICENSES, (), re.compile(r"^communicate$"), NOW)
+    assert roster.admins == {"admin", "comm"}
+
+
+def test_split_counts_only_pool_users_and_adds_up() -> None:
+    roster = build_roster(USERS, LICENSES, {"agent"}, CX, NOW)
+    assert split(["agent", "admin", "comm", "stranger", "agent"], roster) == Split(2, 1, 1)
+    assert split([], roster) == Split(0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("age_minutes", "ttl", "fresh"),
+    [
+        (0, 60, True),
+        (59.9, 60, True),
+        (60, 60, False),
+        (61, 60, False),
+        (-5, 60, False),
+        (0, 0, False),
+    ],
+)
+def test_roster_freshness(age_minutes: float, ttl: int, fresh: bool) -> None:
+    roster = build_roster(USERS, LICENSES, (), CX, NOW)
+    assert roster.is_fresh(NOW + timedelta(minutes=age_minutes), ttl) is fresh
+
+
+ids = st.frozensets(st.text(st.characters(codec="utf-8"), min_size=1, max_size=8), max_size=20)
+
+
+@given(ids, ids, ids, st.sampled_from([POOL_FROM_LICENSES, POOL_WITHOUT_LICENSES]))
+def test_roster_survives_a_json_round_trip(
+    agents: frozenset[str], admins: frozenset[str], excluded: frozenset[str], source: str
+) -> None:
+    roster = Roster(NOW, source, agents, admins - agents, excluded - agents - admins)
+    data = json.loads(json.dumps(roster.to_dict()))
+    assert Roster.from_dict(data) == roster
+    assert data["agents"] == sorted(roster.agents)
