@@ -213,6 +213,9 @@ def evaluate(
     report["events"] = [event.event for event in decision.events]
     if request.dry_run:
         report["dry_run"] = True
+    elif services.state is not None:
+        # One row per check (idempotent on the check time): the usage history in storage.
+        services.state.save_sample(report, now)
     status = {
         "checked_at": report["checked_at"],
         "level": decision.level,
@@ -242,7 +245,7 @@ def deliver(services: Services, notification: dict[str, Any]) -> dict[str, Any]:
     now = datetime.now(UTC)
     try:
         notify.send(item.channel, channel_target(services.settings, item.channel), item,
-                    session=services.http, now=now)
+                    session=services.http, now=now, sleep=services.sleep)
     except (notify.DeliveryError, ValueError) as err:
         logger.warning("Alert %s on %s not delivered: %s", item.event, item.channel, err)
         if services.state is not None:

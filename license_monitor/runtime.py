@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import requests
@@ -32,12 +34,18 @@ class Services:
     http: requests.Session
     # Rosters by version: the measurement activities reuse the one load_roster just built.
     rosters: dict[str, Roster] = field(default_factory=dict)
+    # How retries wait (Genesys requests, alert deliveries); tests pass one that records.
+    sleep: Callable[[float], None] = time.sleep
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, require_state: bool = True) -> Services:
+    def from_settings(
+        cls, settings: Settings, *, require_state: bool = True,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> Services:
         """Build the Genesys client, the state store and an HTTP session for channels."""
         client = GenesysClient(
+            sleep=sleep,
             api_url=settings.api_url,
             login_url=settings.login_url,
             client_id=settings.client_id,
@@ -46,7 +54,8 @@ class Services:
         )
         has_storage = bool(settings.state_account_url or settings.state_connection)
         state = state_store(settings) if require_state or has_storage else None
-        return cls(settings=settings, client=client, state=state, http=channel_session())
+        return cls(settings=settings, client=client, state=state, http=channel_session(),
+                   sleep=sleep)
 
     def remember(self, roster: Roster) -> str:
         """Keep a roster in memory (latest few) and return its version."""

@@ -161,3 +161,16 @@ def test_dry_run_measures_but_sends_and_writes_nothing(world: Callable[..., Worl
     assert w.services.state is not None
     assert w.services.state.load_state().level == "ok"
     assert w.services.state.load_roster() is None
+
+
+def test_each_check_stores_one_usage_sample(world: Callable[..., World]) -> None:
+    w = world()
+    first = w.at_level(60)
+    w.check()
+    second = w.at_level(80)
+    w.check()
+    w.check()  # the same check time again: overwrites, never duplicates
+    assert w.services.state is not None
+    samples = w.services.state.samples_between(first, second)
+    assert [s["concurrent"]["peak"]["total"] for s in samples] == [60, 80]
+    assert [s["checked_at"] for s in samples] == ["2026-11-26T08:20:00Z", "2026-11-26T08:40:00Z"]
