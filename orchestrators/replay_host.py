@@ -80,6 +80,7 @@ class _Registry:
     orchestrators: dict[str, Any]
     activities: dict[str, Callable[..., Any]]
     functions: dict[str, Callable[..., Any]]  # every registered user function, by name
+    triggers: dict[str, Any]  # and its trigger binding (type, schedule, route, auth level)
 
 
 _registries: dict[int, _Registry] = {}
@@ -97,6 +98,7 @@ def _build_registry(app: df.DFApp) -> _Registry:
     orchestrators: dict[str, Any] = {}
     activities: dict[str, Callable[..., Any]] = {}
     functions: dict[str, Callable[..., Any]] = {}
+    triggers: dict[str, Any] = {}
     for function in app.get_functions():
         trigger = function.get_trigger()
         kind = getattr(trigger, "type", None) if trigger else None
@@ -104,11 +106,12 @@ def _build_registry(app: df.DFApp) -> _Registry:
         if name is None:
             continue
         functions[name] = function.get_user_function()
+        triggers[name] = trigger
         if kind == "orchestrationTrigger":
             orchestrators[name] = function.get_user_function()
         elif kind == "activityTrigger":
             activities[name] = function.get_user_function()
-    return _Registry(orchestrators, activities, functions)
+    return _Registry(orchestrators, activities, functions, triggers)
 
 
 def _timestamp(moment: datetime) -> str:
