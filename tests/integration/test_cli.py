@@ -1,0 +1,119 @@
+"""`python -m license_monitor check|demo` as a user runs it: a real process, real servers."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from license_monitor.demo import build_story_org, run, set_online
+from license_monitor.simulator import GenesysSimulator
+from license_monitor.simulator.azurite import Azurite
+from tests.fixtures.monitor import WORLD_START
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def story_simulator(
+    simulator: Callable[..., GenesysSimulator],
+) -> Callable[[int], GenesysSimulator]:
+    """A simulator whose org has `online` of 200 pool users logged in for the last 18 minutes."""
+
+    def make(online: int) -> GenesysSimulator:
+        org = build_story_org(200, now=WORLD_START)
+        set_online(org, online, WORLD_START - timedelta(minutes=18))
+        return simulator(org, rate_limit_per_minute=None)
+
+    return make
+
+
+def cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items()
+            if not k.startswith(("GENESYS_", "STATE_", "ALERT_", "LICENSE_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "license_monitor", *args], cwd=REPO, env={**base, **env},
+        capture_output=True, text=True, timeout=120, check=False)
+
+
+def env_for(sim: GenesysSimulator, **extra: str) -> dict[str, str]:
+    return {
+        "GENESYS_CLIENT_ID": sim.client_id, "GENESYS_CLIENT_SECRET": sim.client_secret,
+        "GENESYS_API_URL": sim.api_url, "GENESYS_LOGIN_URL": sim.login_url,
+        "LICENSE_CAPACITY": "100", **extra,
+    }
+
+
+@pytest.mark.parametrize(("online", "level", "code"), [(50, "ok", 0), (91, "warning", 1),
+                                                       (97, "critical", 2)])
+def test_check_json_prints_one_object_and_exits_by_level(
+    story_simulator: Callable[[int], GenesysSimulator], online: int, level: str, code: int,
+) -> None:
+    sim = story_simulator(online)
+    done = cli(["check", "--json", "--dry-run"], env_for(sim))
+    assert done.returncode == code, done.stderr
+    report = json.loads(done.stdout)  # exactly one JSON object, nothing else on stdout
+    assert report["level"] == level
+    assert report["concurrent"]["peak"]["total"] == online
+    assert report["capacity"] == 100
+
+
+def test_a_real_check_writes_state_and_notifies_nothing_without_channels(
+    story_simulator: Callable[[int], GenesysSimulator], azurite: Azurite, table_name: str,
+) -> None:
+    sim = story_simulator(93)
+    env = env_for(sim, STATE_CONNECTION=azurite.connection_string, STATE_TABLE=table_name)
+    first = cli(["check", "--json"], env)
+    second = cli(["check", "--json"], env)
+    assert json.loads(first.stdout)["events"] == ["breach"]
+    assert json.loads(second.stdout)["events"] == []  # the state remembered the breach
+    assert second.returncode == 1
+
+
+def test_wrong_credentials_are_unknown_with_a_clear_error_and_no_secret(
+    story_simulator: Callable[[int], GenesysSimulator],
+) -> None:
+    sim = story_simulator(50)
+    wrong = "wrong-secret-Zq9"
+    done = cli(["check", "--json", "--dry-run"], env_for(sim, GENESYS_CLIENT_SECRET=wrong))
+    assert done.returncode == 3
+    report = json.loads(done.stdout)
+    assert report["level"] == "unknown"
+    assert "127.0.0.1" in report["error"]
+    assert "concurrent" not in report
+    assert wrong not in done.stdout + done.stderr
+
+
+def test_bad_settings_list_every_problem_and_exit_unknown() -> None:
+    done = cli(["check"], {"LICENSE_CAPACITY": "many", "GENESYS_CLIENT_SECRET": "shh-123456"})
+    assert done.returncode == 3
+    assert "GENESYS_CLIENT_ID is missing" in done.stderr
+    assert "LICENSE_CAPACITY must be" in done.stderr
+    assert "shh-123456" not in done.stderr
+
+
+def test_human_output_is_one_line_per_check(
+    story_simulator: Callable[[int], GenesysSimulator],
+) -> None:
+    sim = story_simulator(91)
+    done = cli(["check", "--dry-run"], env_for(sim))
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 1
+    assert "WARNING" in lines[0]
+    assert "peak 91/100 (91.0%)" in lines[0]
+
+
+def test_the_demo_plays_breach_escalation_and_recovery_once_each() -> None:
+    out = io.StringIO()
+    assert run(out=out, users=200) == 0
+    text = out.getvalue()
+    received = [line.split("'")[1] for line in text.splitlines() if "webhook received" in line]
+    assert received == ["breach", "escalation", "resolved"]
+    assert "3 alerts delivered in 6 checks" in text
