@@ -39,6 +39,7 @@ class Step:
 
     online: int
     caption: str
+    shift: int = 0  # how many users hand over to as many others inside the window
 
 
 def build_story_org(pool_users: int, *, now: datetime, named_users: int = 20,
@@ -67,12 +68,13 @@ def build_story_org(pool_users: int, *, now: datetime, named_users: int = 20,
     return SimOrg(users=users, queues=queues, groups=[], roles=roles, now=now)
 
 
-def set_online(org: SimOrg, count: int, at: datetime) -> None:
-    """From `at`, exactly the first `count` pool users are logged in; the others are OFFLINE."""
+def set_online(org: SimOrg, count: int, at: datetime, offset: int = 0) -> None:
+    """From `at`, exactly pool users offset .. offset+count-1 are logged in; others OFFLINE."""
     pool = [user for user in org.users if any(lic.startswith("cloudCX") for lic in user.licenses)]
     for index, user in enumerate(pool):
-        wanted = "ON_QUEUE" if index < count and user.queue_ids else (
-            "AVAILABLE" if index < count else "OFFLINE")
+        online = offset <= index < offset + count
+        wanted = "ON_QUEUE" if online and user.queue_ids else (
+            "AVAILABLE" if online else "OFFLINE")
         if org.current_presence(user) != wanted:
             org.set_presence(user.id, wanted, at)
 
@@ -84,6 +86,8 @@ def story(capacity: int) -> list[Step]:
 
     return [
         Step(share(72), "normal load"),
+        Step(share(72), "a shift change: a naive count of everyone active in 15 minutes "
+             "would cross the line", shift=share(36)),
         Step(share(92), "a busy hour: over the 90% warning line"),
         Step(share(93), "still busy: no repeat alert"),
         Step(share(98), "critical: over 95%"),
@@ -145,6 +149,12 @@ def run(out: TextIO, users: int = 400, seed: int = 7) -> int:
         for number, step in enumerate(story(capacity), start=1):
             at = STORY_START + number * STEP
             set_online(simulator.org, step.online, at - STEP + timedelta(minutes=2))
+            if step.shift:
+                # One shift logs out 10 minutes before the check, the next logs in 5 later.
+                set_online(simulator.org, step.online - step.shift, at - timedelta(minutes=10),
+                           offset=step.shift)
+                set_online(simulator.org, step.online, at - timedelta(minutes=5),
+                           offset=step.shift)
             simulator.org.now = at
             out.write(f"[{number}] {step.caption}: {step.online} users logged in\n")
             report = run_check(settings, dry_run=False, clock=_fixed(at))

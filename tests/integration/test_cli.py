@@ -112,8 +112,11 @@ def test_human_output_is_one_line_per_check(
 
 def test_the_demo_plays_breach_escalation_and_recovery_once_each() -> None:
     out = io.StringIO()
-    assert run(out=out, users=200) == 0
+    assert run(out=out, users=400) == 0  # 100 licenses
     text = out.getvalue()
     received = [line.split("'")[1] for line in text.splitlines() if "webhook received" in line]
     assert received == ["breach", "escalation", "resolved"]
-    assert "3 alerts delivered in 6 checks" in text
+    assert "3 alerts delivered in 7 checks" in text
+    shift_line = next(line for line in text.splitlines() if "active in window 108" in line)
+    assert "OK" in shift_line
+    assert "peak 72/100" in shift_line
