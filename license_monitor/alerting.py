@@ -2,19 +2,40 @@
 
 Pure: no clock, no I/O. Levels come from `concurrent.peak / capacity` (DESIGN.md §8) with
 hysteresis; a breach episode is announced once, escalated once, resolved once; failed checks are
-counted apart and never change the usage level.
+counted apart and never change the usage level; the billing period's billable peak is announced
+once per new peak above capacity. During quiet hours the state advances but events are held,
+and released when the window ends only while they still matter (see `_release`).
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, cast
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any, Literal, Protocol, cast
+from zoneinfo import ZoneInfo
 
 Level = Literal["ok", "warning", "critical"]
 LEVELS: tuple[Level, ...] = ("ok", "warning", "critical")
-EVENTS = ("breach", "escalation", "resolved", "reminder", "monitor_failing", "monitor_recovered")
+EVENTS = (
+    "breach", "escalation", "resolved", "reminder", "monitor_failing", "monitor_recovered",
+    "overage_locked_in",
+)
 _RANK: dict[str, int] = {"ok": 0, "warning": 1, "critical": 2}
+
+# Why a check failed, from the failing activity's one-line error (the only thing that crosses
+# the orchestration boundary): a stable code for receivers and a phrase for people.
+CAUSES: dict[str, str] = {
+    "bad_credentials": "bad credentials",
+    "permission_missing": "permission missing",
+    "platform_unavailable": "Genesys Cloud unavailable",
+    "storage_unavailable": "storage unavailable",
+    "check_failed": "check failed",
+}
+_PERMISSION = re.compile(r"missing the permission\(?s?\)? ([^\s()]+)", re.IGNORECASE)
+_SERVER_STATUS = re.compile(r"\bHTTP 5\d\d\b")
+MINUTES_PER_DAY = 24 * 60
 
 
 def _utc(moment: datetime) -> datetime:
@@ -39,6 +60,10 @@ def _optional_time(text: Any) -> datetime | None:
 
 def _optional_format(moment: datetime | None) -> str | None:
     return None if moment is None else format_time(moment)
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def _compact(moment: datetime) -> str:
@@ -89,11 +114,37 @@ class Policy:
 
 
 @dataclass(frozen=True)
+class Billing:
+    """The billing period's figures as recorded so far (30-minute rule, DESIGN.md §2)."""
+
+    period_start: str  # ISO date of the period's first day
+    billable_peak: int
+    minutes_over_capacity: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form (the `billing` object of payloads and check JSON)."""
+        return {
+            "period_start": self.period_start,
+            "billable_peak": self.billable_peak,
+            "minutes_over_capacity": self.minutes_over_capacity,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Billing:
+        """Inverse of to_dict."""
+        return cls(
+            period_start=str(data["period_start"]),
+            billable_peak=int(data["billable_peak"]),
+            minutes_over_capacity=_optional_int(data.get("minutes_over_capacity")),
+        )
+
+
+@dataclass(frozen=True)
 class Usage:
     """The figures a decision needs, from a successful check.
 
     `concurrent` is the window's exact concurrent peak (DESIGN.md §3), the figure levels use;
-    `agents` and `admins` split it.
+    `agents` and `admins` split it. The billing figures are the period's so far, when known.
     """
 
     concurrent: int
@@ -101,6 +152,15 @@ class Usage:
     admins: int
     window_distinct: int
     billable_peak: int | None = None
+    period_start: str | None = None
+    minutes_over_capacity: int | None = None
+
+    @property
+    def billing(self) -> Billing | None:
+        """The billing figures, when the period and its billable peak are known."""
+        if self.billable_peak is None or self.period_start is None:
+            return None
+        return Billing(self.period_start, self.billable_peak, self.minutes_over_capacity)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form."""
@@ -110,18 +170,22 @@ class Usage:
             "admins": self.admins,
             "window_distinct": self.window_distinct,
             "billable_peak": self.billable_peak,
+            "period_start": self.period_start,
+            "minutes_over_capacity": self.minutes_over_capacity,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Usage:
         """Inverse of to_dict."""
-        billable = data.get("billable_peak")
+        period = data.get("period_start")
         return cls(
             concurrent=int(data["concurrent"]),
             agents=int(data["agents"]),
             admins=int(data["admins"]),
             window_distinct=int(data["window_distinct"]),
-            billable_peak=None if billable is None else int(billable),
+            billable_peak=_optional_int(data.get("billable_peak")),
+            period_start=None if period is None else str(period),
+            minutes_over_capacity=_optional_int(data.get("minutes_over_capacity")),
         )
 
 
@@ -130,6 +194,119 @@ class CheckFailure:
     """A check that could not measure usage; `reason` is one clear sentence for people."""
 
     reason: str
+
+
+def failure_cause(reason: str) -> str:
+    """Classify a failed check's one-line reason: a key of CAUSES.
+
+    The reason is the failing activity's message (the Genesys client's and the store's errors
+    are written for people); the patterns below are those messages' fixed wording.
+    """
+    text = reason.lower()
+    if "table storage" in text:
+        return "storage_unavailable"
+    if "permission" in text and ("missing" in text or "lacks" in text):
+        return "permission_missing"
+    if any(words in text for words in (
+            "rejected the client", "refused the token request", "freshly issued access token",
+            "invalid_client")):
+        return "bad_credentials"
+    if any(words in text for words in (
+            "unavailable", "rate-limiting", "could not be reached", "timed out")) or (
+            _SERVER_STATUS.search(reason)):
+        return "platform_unavailable"
+    return "check_failed"
+
+
+def describe_cause(reason: str) -> str:
+    """The cause of a failed check for people, naming the missing permission when known."""
+    cause = failure_cause(reason)
+    match = _PERMISSION.search(reason)
+    if cause == "permission_missing" and match is not None:
+        return f"permission {match.group(1)} missing"
+    return CAUSES[cause]
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    """What receivers get; to_payload() is the webhook JSON of DESIGN.md §9."""
+
+    event: str  # one of EVENTS
+    level: str
+    previous_level: str
+    alert_id: str
+    occurred_at: datetime
+    usage: Usage | None
+    capacity: int
+    utilization_percent: float | None
+    message: str
+    billing: Billing | None = None
+    cause: str | None = None  # monitor_failing / monitor_recovered: a key of CAUSES
+
+    @property
+    def key(self) -> str:
+        """Identity of this notification within its alert: one per event, reminder and peak."""
+        if self.event == "reminder":
+            return f"{self.alert_id}:reminder-{_compact(self.occurred_at)}"
+        if self.event == "overage_locked_in" and self.billing is not None:
+            return f"{self.alert_id}:overage-{self.billing.billable_peak}"
+        return f"{self.alert_id}:{self.event}"
+
+    def to_payload(self) -> dict[str, Any]:
+        """The generic webhook body (DESIGN.md §9), plus billing figures and the failure cause."""
+        usage = self.usage
+        billing = self.billing
+        return {
+            "event": self.event,
+            "level": self.level,
+            "previous_level": self.previous_level,
+            "concurrent": None if usage is None else usage.concurrent,
+            "capacity": self.capacity,
+            "utilization_percent": self.utilization_percent,
+            "agents": None if usage is None else usage.agents,
+            "admins": None if usage is None else usage.admins,
+            "window_distinct": None if usage is None else usage.window_distinct,
+            "billable_peak": (
+                billing.billable_peak if billing is not None
+                else None if usage is None else usage.billable_peak),
+            "billing": None if billing is None else billing.to_dict(),
+            "alert_id": self.alert_id,
+            "occurred_at": format_time(self.occurred_at),
+            "message": self.message,
+            "cause": self.cause,
+        }
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> AlertEvent:
+        """Inverse of to_payload."""
+        billing_data = payload.get("billing")
+        billing = None if billing_data is None else Billing.from_dict(billing_data)
+        usage = None
+        if payload.get("concurrent") is not None:
+            usage = Usage(
+                concurrent=int(payload["concurrent"]),
+                agents=int(payload["agents"]),
+                admins=int(payload["admins"]),
+                window_distinct=int(payload["window_distinct"]),
+                billable_peak=_optional_int(payload.get("billable_peak")),
+                period_start=None if billing is None else billing.period_start,
+                minutes_over_capacity=None if billing is None else billing.minutes_over_capacity,
+            )
+        utilization = payload.get("utilization_percent")
+        cause = payload.get("cause")
+        return cls(
+            event=str(payload["event"]),
+            level=str(payload["level"]),
+            previous_level=str(payload["previous_level"]),
+            alert_id=str(payload["alert_id"]),
+            occurred_at=parse_time(str(payload["occurred_at"])),
+            usage=usage,
+            capacity=int(payload["capacity"]),
+            utilization_percent=None if utilization is None else float(utilization),
+            message=str(payload["message"]),
+            billing=billing,
+            cause=None if cause is None else str(cause),
+        )
 
 
 @dataclass(frozen=True)
@@ -148,6 +325,14 @@ class AlertState:
     # Start of the current run of failed checks: the failure alert's id derives from it, so
     # monitor_failing and monitor_recovered of one outage share an alert_id.
     failing_since: datetime | None = None
+    # The newest check decided: an older or repeated one (a retried activity, a slow manual
+    # check finishing after the timer's) changes nothing.
+    last_checked_at: datetime | None = None
+    # The billable peak already announced by overage_locked_in, and its period.
+    overage_period: str | None = None
+    overage_peak: int | None = None
+    # Events decided during quiet hours, not yet sent (see _release).
+    held: tuple[AlertEvent, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form (ISO 'Z' timestamps)."""
@@ -162,6 +347,10 @@ class AlertState:
             "last_error": self.last_error,
             "last_usage": None if self.last_usage is None else self.last_usage.to_dict(),
             "failing_since": _optional_format(self.failing_since),
+            "last_checked_at": _optional_format(self.last_checked_at),
+            "overage_period": self.overage_period,
+            "overage_peak": self.overage_peak,
+            "held": [event.to_payload() for event in self.held],
         }
 
     @classmethod
@@ -182,66 +371,10 @@ class AlertState:
             last_error=data.get("last_error"),
             last_usage=None if usage is None else Usage.from_dict(usage),
             failing_since=_optional_time(data.get("failing_since")),
-        )
-
-
-@dataclass(frozen=True)
-class AlertEvent:
-    """What receivers get; to_payload() is the webhook JSON of DESIGN.md §9."""
-
-    event: str  # breach | escalation | resolved | reminder | monitor_failing | monitor_recovered
-    level: str
-    previous_level: str
-    alert_id: str
-    occurred_at: datetime
-    usage: Usage | None
-    capacity: int
-    utilization_percent: float | None
-    message: str
-
-    @property
-    def key(self) -> str:
-        """Identity of this notification within its alert: one per event, one per reminder."""
-        if self.event == "reminder":
-            return f"{self.alert_id}:reminder-{_compact(self.occurred_at)}"
-        return f"{self.alert_id}:{self.event}"
-
-    def to_payload(self) -> dict[str, Any]:
-        """The generic webhook body (DESIGN.md §9), plus billable_peak when known."""
-        usage = self.usage
-        return {
-            "event": self.event,
-            "level": self.level,
-            "previous_level": self.previous_level,
-            "concurrent": None if usage is None else usage.concurrent,
-            "capacity": self.capacity,
-            "utilization_percent": self.utilization_percent,
-            "agents": None if usage is None else usage.agents,
-            "admins": None if usage is None else usage.admins,
-            "window_distinct": None if usage is None else usage.window_distinct,
-            "billable_peak": None if usage is None else usage.billable_peak,
-            "alert_id": self.alert_id,
-            "occurred_at": format_time(self.occurred_at),
-            "message": self.message,
-        }
-
-    @classmethod
-    def from_payload(cls, payload: dict[str, Any]) -> AlertEvent:
-        """Inverse of to_payload."""
-        usage = None
-        if payload.get("concurrent") is not None:
-            usage = Usage.from_dict(payload)
-        utilization = payload.get("utilization_percent")
-        return cls(
-            event=str(payload["event"]),
-            level=str(payload["level"]),
-            previous_level=str(payload["previous_level"]),
-            alert_id=str(payload["alert_id"]),
-            occurred_at=parse_time(str(payload["occurred_at"])),
-            usage=usage,
-            capacity=int(payload["capacity"]),
-            utilization_percent=None if utilization is None else float(utilization),
-            message=str(payload["message"]),
+            last_checked_at=_optional_time(data.get("last_checked_at")),
+            overage_period=data.get("overage_period"),
+            overage_peak=_optional_int(data.get("overage_peak")),
+            held=tuple(AlertEvent.from_payload(item) for item in data.get("held") or ()),
         )
 
 
@@ -274,6 +407,47 @@ class Decision:
         )
 
 
+# ---- quiet hours ------------------------------------------------------------------------------
+
+class QuietWindowLike(Protocol):
+    """A weekly window (settings.QuietWindow): local days (0=Mon) and minutes of the day."""
+
+    @property
+    def days(self) -> frozenset[int]:
+        """Days the window starts on."""
+
+    @property
+    def start_minute(self) -> int:
+        """Local minute of the day the window starts (0-1439)."""
+
+    @property
+    def end_minute(self) -> int:
+        """Local minute it ends (1-1440); at or before the start: the next day."""
+
+
+def is_quiet(moment: datetime, windows: Iterable[QuietWindowLike], zone: str | tzinfo) -> bool:
+    """Whether `moment` falls in a quiet window, read on the wall clock of `zone`.
+
+    A window belongs to the day it starts on; one ending at or before its start runs overnight
+    into the next day; 24:00 is the end of the day. Wall-clock reading means a 22:00-06:00
+    window is eight hours in winter and the same wall-clock span across a DST change.
+    """
+    local = _utc(moment).astimezone(ZoneInfo(zone) if isinstance(zone, str) else zone)
+    day = local.weekday()
+    minute = local.hour * 60 + local.minute
+    for window in windows:
+        start, end = window.start_minute, window.end_minute
+        if start < end:
+            if day in window.days and start <= minute < end:
+                return True
+        elif (day in window.days and minute >= start) or (
+                (day - 1) % 7 in window.days and minute < end):
+            return True
+    return False
+
+
+# ---- the policy -------------------------------------------------------------------------------
+
 def level_for(concurrent: int, previous: Level, policy: Policy) -> Level:
     """The level for `concurrent` given the previous level (hysteresis).
 
@@ -297,7 +471,7 @@ def level_for(concurrent: int, previous: Level, policy: Policy) -> Level:
     return entered if _RANK[entered] >= _RANK[held] else held
 
 
-def _usage_message(usage: Usage, policy: Policy, level: Level) -> str:
+def _usage_message(usage: Usage, policy: Policy, level: str) -> str:
     utilization = policy.utilization_percent(usage.concurrent)
     head = (
         f"{usage.concurrent} of {policy.capacity} concurrent licenses in use ({utilization:.1f}%)"
@@ -305,7 +479,7 @@ def _usage_message(usage: Usage, policy: Policy, level: Level) -> str:
     if level == "ok":
         clear_level = policy.warning_percent - policy.clear_margin_percent
         return f"{head}, below the {clear_level:g}% clear level"
-    return f"{head}, {level} threshold {policy.threshold(level):g}%"
+    return f"{head}, {level} threshold {policy.threshold(cast(Level, level)):g}%"
 
 
 def _one_line(text: str) -> str:
@@ -316,14 +490,55 @@ def _failure_alert_id(failing_since: datetime) -> str:
     return f"failing-{_compact(failing_since)}"
 
 
+def _failed_checks(count: int) -> str:
+    return "The license check failed" if count == 1 else (
+        f"License checks failed {count} times in a row")
+
+
 def decide(
-    outcome: Usage | CheckFailure, previous: AlertState, policy: Policy, now: datetime
+    outcome: Usage | CheckFailure,
+    previous: AlertState,
+    policy: Policy,
+    now: datetime,
+    *,
+    quiet: bool = False,
+    missed: Sequence[tuple[datetime, CheckFailure]] = (),
 ) -> Decision:
-    """Apply the alert policy of DESIGN.md §8 to one check's outcome."""
+    """Apply the alert policy of DESIGN.md §8 to one check's outcome.
+
+    Args:
+        quiet: the check runs in quiet hours: the state advances, the events are held.
+        missed: earlier failed checks the state could not record (storage was down), oldest
+            first; those newer than the last decided check are counted before this one.
+    """
     now = _utc(now)
+    if previous.last_checked_at is not None and now <= previous.last_checked_at:
+        # A repeated or out-of-order check: deciding it again would count a failure twice or
+        # let old figures overrule newer ones.
+        level: Level | Literal["unknown"] = "unknown"
+        if isinstance(outcome, Usage):
+            level = level_for(outcome.concurrent, previous.level, policy)
+        return Decision(state=previous, events=(), level=level)
+    state = previous
+    events: list[AlertEvent] = []
+    for when, failure in sorted(missed, key=lambda item: item[0]):
+        moment = _utc(when)
+        if (state.last_checked_at is None or moment > state.last_checked_at) and moment < now:
+            step = _decide_failure(failure, state, policy, moment)
+            state = replace(step.state, last_checked_at=moment)
+            events += step.events
     if isinstance(outcome, CheckFailure):
-        return _decide_failure(outcome, previous, policy, now)
-    return _decide_usage(outcome, previous, policy, now)
+        current = _decide_failure(outcome, state, policy, now)
+    else:
+        current = _decide_usage(outcome, state, policy, now)
+    state = replace(current.state, last_checked_at=now)
+    pending = (*previous.held, *events, *current.events)
+    if quiet:
+        return Decision(state=replace(state, held=pending), events=(), level=current.level)
+    if previous.held:
+        state, released = _release(pending, replace(state, held=()), policy, now)
+        return Decision(state=state, events=released, level=current.level)
+    return Decision(state=state, events=pending, level=current.level)
 
 
 def _decide_failure(
@@ -335,6 +550,7 @@ def _decide_failure(
     alert_now = not previous.failing_notified and failures >= policy.failure_alert_after
     events: list[AlertEvent] = []
     if alert_now:
+        last = previous.last_usage
         events.append(
             AlertEvent(
                 event="monitor_failing",
@@ -345,7 +561,12 @@ def _decide_failure(
                 usage=None,
                 capacity=policy.capacity,
                 utilization_percent=None,
-                message=f"License checks failed {failures} times in a row; last error: {reason}",
+                message=(
+                    f"{_failed_checks(failures)} ({describe_cause(reason)}); "
+                    f"last error: {reason}"
+                ),
+                billing=None if last is None else last.billing,
+                cause=failure_cause(reason),
             )
         )
     # The usage level, the episode and the reminder clock stay as they were: missing data is
@@ -364,7 +585,8 @@ def _decide_usage(usage: Usage, previous: AlertState, policy: Policy, now: datet
     level = level_for(usage.concurrent, previous.level, policy)
     utilization = round(policy.utilization_percent(usage.concurrent), 1)
 
-    def event(name: str, alert_id: str, previous_level: str, message: str) -> AlertEvent:
+    def event(name: str, alert_id: str, previous_level: str, message: str,
+              cause: str | None = None) -> AlertEvent:
         return AlertEvent(
             event=name,
             level=level,
@@ -375,6 +597,8 @@ def _decide_usage(usage: Usage, previous: AlertState, policy: Policy, now: datet
             capacity=policy.capacity,
             utilization_percent=utilization,
             message=message,
+            billing=usage.billing,
+            cause=cause,
         )
 
     message = _usage_message(usage, policy, level)
@@ -397,6 +621,7 @@ def _decide_usage(usage: Usage, previous: AlertState, policy: Policy, now: datet
                 "unknown",
                 f"License checks work again after {previous.consecutive_failures} failures: "
                 + message,
+                cause=failure_cause(previous.last_error or ""),
             )
         )
 
@@ -431,7 +656,41 @@ def _decide_usage(usage: Usage, previous: AlertState, policy: Policy, now: datet
                 event("reminder", episode_id, previous.level, f"{message}; breached since {since}")
             )
             state = replace(state, last_notified_at=now)
+
+    overage = _overage(usage, previous, policy)
+    if overage is not None:
+        events.append(event("overage_locked_in", overage[0], previous.level, overage[1]))
+        state = replace(
+            state, overage_period=usage.period_start, overage_peak=usage.billable_peak)
     return Decision(state=state, events=tuple(events), level=level)
+
+
+def overage_alert_id(period_start: str) -> str:
+    """The alert id of a billing period's overage alerts: 'overage-20261101'."""
+    return "overage-" + period_start.replace("-", "")
+
+
+def _overage(usage: Usage, previous: AlertState, policy: Policy) -> tuple[str, str] | None:
+    """(alert id, message) when the period's billable peak rose to a new height over capacity.
+
+    Genesys bills the period's highest level held for 30 minutes in total: once the billable
+    peak passes capacity, that overage is on the invoice whatever happens next; only a higher
+    billable peak costs more, so each new height is announced once.
+    """
+    peak, period = usage.billable_peak, usage.period_start
+    if peak is None or period is None or peak <= policy.capacity:
+        return None
+    announced = previous.overage_peak if previous.overage_period == period else None
+    if announced is not None and peak <= announced:
+        return None
+    over = peak - policy.capacity
+    minutes = usage.minutes_over_capacity
+    spent = "" if minutes is None else f"; {minutes} minutes over capacity so far"
+    message = (
+        f"Billable peak of the period from {period} is {peak} concurrent licenses, {over} over "
+        f"the {policy.capacity} purchased{spent}"
+    )
+    return overage_alert_id(period), message
 
 
 def _reminder_due(previous: AlertState, policy: Policy, now: datetime) -> bool:
@@ -439,3 +698,82 @@ def _reminder_due(previous: AlertState, policy: Policy, now: datetime) -> bool:
         return False
     last = previous.last_notified_at or previous.episode_started_at
     return last is None or now - last >= timedelta(minutes=policy.remind_every_minutes)
+
+
+# ---- releasing what quiet hours held ----------------------------------------------------------
+
+def _release(
+    pending: Sequence[AlertEvent], state: AlertState, policy: Policy, now: datetime
+) -> tuple[AlertState, tuple[AlertEvent, ...]]:
+    """The events still worth sending once a quiet window is over, and the state after them.
+
+    Per alert, what people have not heard about is reconciled with the present:
+    - an episode whose breach was held: one breach at the current level and figures if it is
+      still open; nothing at all if it opened and closed inside the window;
+    - an episode announced before the window: its resolution if it resolved; otherwise the
+      escalation if it is still critical, else the latest reminder;
+    - a failure alert: monitor_failing if the checks still fail (nothing if they recovered
+      inside the window); monitor_recovered if the failure had been announced before;
+    - overage: the latest peak (it stays on the invoice).
+    """
+    groups: dict[str, list[AlertEvent]] = {}
+    for event in pending:
+        groups.setdefault(event.alert_id, []).append(event)
+    released: list[AlertEvent] = []
+    for alert_id, events in groups.items():
+        names = [event.event for event in events]
+        latest = {event.event: event for event in events}
+        if alert_id.startswith("breach-"):
+            still_open = state.episode_id == alert_id
+            if "breach" in names:
+                if still_open:
+                    released.append(_refreshed(latest["breach"], "breach", "ok",
+                                               state=state, policy=policy, now=now))
+                    # The released breach told the current level: escalate only beyond it.
+                    state = replace(state, escalated=state.level == "critical",
+                                    last_notified_at=now)
+            elif "resolved" in names:
+                released.append(latest["resolved"])
+            elif still_open and "escalation" in names and state.level == "critical":
+                released.append(_refreshed(latest["escalation"], "escalation", "warning",
+                                           state=state, policy=policy, now=now))
+                state = replace(state, last_notified_at=now)
+            elif still_open and "reminder" in names:
+                released.append(_refreshed(latest["reminder"], "reminder", state.level,
+                                           state=state, policy=policy, now=now))
+                state = replace(state, last_notified_at=now)
+        elif alert_id.startswith("failing-"):
+            if "monitor_failing" in names:
+                if "monitor_recovered" not in names:
+                    released.append(latest["monitor_failing"])
+            elif "monitor_recovered" in names:
+                released.append(latest["monitor_recovered"])
+        elif alert_id.startswith("overage-"):
+            released.append(events[-1])
+        else:
+            released.extend(events)
+    return state, tuple(released)
+
+
+def _refreshed(
+    held: AlertEvent, name: str, previous_level: str, *, state: AlertState, policy: Policy,
+    now: datetime,
+) -> AlertEvent:
+    """A held usage event re-issued now with the latest level and figures."""
+    usage = state.last_usage
+    if usage is None or held.occurred_at == now:
+        return held
+    message = _usage_message(usage, policy, state.level)
+    if state.episode_started_at is not None:
+        message += f"; breached since {format_time(state.episode_started_at)}"
+    return replace(
+        held,
+        event=name,
+        level=state.level,
+        previous_level=previous_level,
+        occurred_at=now,
+        usage=usage,
+        utilization_percent=round(policy.utilization_percent(usage.concurrent), 1),
+        message=message,
+        billing=usage.billing,
+    )

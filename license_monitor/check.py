@@ -168,7 +168,24 @@ def evaluate(
     services: Services, request: CheckRequest, measurement: dict[str, Any] | None,
     failure: str | None,
 ) -> dict[str, Any]:
-    """Record billing minutes, decide the alert level and claim the notifications to send."""
+    """Record billing minutes, decide the alert level and claim the notifications to send.
+
+    When Table Storage fails, the check is remembered in this process (the store counts it as
+    a failed check at its next successful evaluation) and the error is raised for Durable to
+    retry and report.
+    """
+    try:
+        return _evaluate(services, request, measurement, failure)
+    except StorageUnavailable as err:
+        if not request.dry_run and services.state is not None:
+            services.state.note_unrecorded(request.checked_at, failure or str(err))
+        raise
+
+
+def _evaluate(
+    services: Services, request: CheckRequest, measurement: dict[str, Any] | None,
+    failure: str | None,
+) -> dict[str, Any]:
     settings = services.settings
     now = request.checked_at
     start, end = request.window(services)
@@ -186,6 +203,8 @@ def evaluate(
             admins=int(peak["admins"]),
             window_distinct=int(measurement["window"]["window_distinct"]),
             billable_peak=billed["billable_peak"],
+            period_start=billed["period_start"],
+            minutes_over_capacity=billed["minutes_over_capacity"],
         )
         report.update({
             "window": {"start": iso(start), "end": iso(end)},
@@ -199,23 +218,33 @@ def evaluate(
             "billing": billed,
         })
 
+    quiet = alerting.is_quiet(now, settings.quiet_hours, settings.quiet_hours_timezone)
     to_send: list[dict[str, Any]] = []
     if request.dry_run or services.state is None:
         previous = services.state.load_state() if services.state else alerting.AlertState()
-        decision = alerting.decide(outcome, previous, policy, now)
+        decision = alerting.decide(outcome, previous, policy, now, quiet=quiet)
     else:
-        evaluation = services.state.evaluate(outcome, policy, now, settings.channels)
+        evaluation = services.state.evaluate(outcome, policy, now, settings.channels,
+                                             quiet=quiet)
         decision = evaluation.decision
         to_send = [n.to_dict() for n in evaluation.to_send]
     report["level"] = decision.level
     if isinstance(outcome, alerting.CheckFailure):
         report["error"] = outcome.reason
+        report["cause"] = alerting.failure_cause(outcome.reason)
     report["events"] = [event.event for event in decision.events]
+    if quiet:
+        report["quiet_hours"] = True
+        report["held"] = [event.event for event in decision.state.held]
     if request.dry_run:
         report["dry_run"] = True
     elif services.state is not None:
         # One row per check (idempotent on the check time): the usage history in storage.
-        services.state.save_sample(report, now)
+        # Losing one history row is better than failing a check whose alerts are claimed.
+        try:
+            services.state.save_sample(report, now)
+        except StorageUnavailable as err:
+            logger.warning("Usage sample of %s not stored: %s", report["checked_at"], err)
     status = {
         "checked_at": report["checked_at"],
         "level": decision.level,
@@ -234,28 +263,56 @@ def outcome_total(report: dict[str, Any]) -> int:
 
 def channel_target(settings: Settings, channel: str) -> dict[str, Any]:
     """Where a channel delivers, from the settings (secrets stay inside this process)."""
-    if channel == "webhook":
-        return {"url": settings.alert_webhook_url, "secret": settings.alert_webhook_secret}
+    shown = {"org_name": settings.org_name, "link": settings.alert_link_url}
+    if channel == "webhook" and settings.alert_webhook_url:
+        return {**shown, "url": settings.alert_webhook_url,
+                "secret": settings.alert_webhook_secret}
+    if channel == "teams" and settings.teams_webhook_url:
+        return {**shown, "url": settings.teams_webhook_url}
+    if channel == "slack" and settings.slack_webhook_url:
+        return {**shown, "url": settings.slack_webhook_url}
+    if channel == "pagerduty" and settings.pagerduty_routing_key:
+        return {**shown, "routing_key": settings.pagerduty_routing_key,
+                "url": settings.pagerduty_events_url,
+                "source": settings.org_name or f"genesys-cloud/{settings.region}"}
+    if channel == "email" and settings.alert_email_to:
+        return {**shown, "to": list(settings.alert_email_to), "from": settings.alert_email_from,
+                "tenant_id": settings.graph_tenant_id, "client_id": settings.graph_client_id,
+                "client_secret": settings.graph_client_secret,
+                "authority_url": settings.graph_authority_url,
+                "api_url": settings.graph_api_url}
     raise ValueError(f"the {channel} channel is not configured")
 
 
 def deliver(services: Services, notification: dict[str, Any]) -> dict[str, Any]:
-    """Send one claimed notification; record delivered or failed (retried by the next check)."""
+    """Send one claimed notification; record delivered or failed (retried by the next check).
+
+    Never raises for a failed delivery: one channel down must not fail the others' activities.
+    """
     item = notify.Notification.from_dict(notification)
     now = datetime.now(UTC)
     try:
         notify.send(item.channel, channel_target(services.settings, item.channel), item,
                     session=services.http, now=now, sleep=services.sleep)
-    except (notify.DeliveryError, ValueError) as err:
-        logger.warning("Alert %s on %s not delivered: %s", item.event, item.channel, err)
+    except Exception as err:
+        # Channel errors are written without secrets; anything else shows only its type, as
+        # its text could quote a URL or a body.
+        reason = str(err) if isinstance(err, notify.DeliveryError | ValueError) else (
+            f"the {item.channel} channel failed unexpectedly ({type(err).__name__})")
+        logger.warning("Alert %s on %s not delivered: %s", item.event, item.channel, reason)
         if services.state is not None:
             try:
-                services.state.mark_failed(item.id, str(err), now)
+                services.state.mark_failed(item.id, reason, now)
             except StorageUnavailable:
                 logger.exception("Could not record the failed delivery of %s", item.id)
         return {"event": item.event, "channel": item.channel, "delivered": False,
-                "error": str(err)}
+                "error": reason}
     if services.state is not None:
-        services.state.mark_delivered(item.id, now)
+        try:
+            services.state.mark_delivered(item.id, now)
+        except StorageUnavailable:
+            # Sent but not recorded: its lease expires and it may be sent once more; the
+            # receivers de-duplicate on the notification id / alert id.
+            logger.exception("Could not record the delivery of %s", item.id)
     logger.info("Alert %s delivered on %s", item.event, item.channel)
     return {"event": item.event, "channel": item.channel, "delivered": True}

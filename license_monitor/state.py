@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -68,6 +69,7 @@ MAX_BATCH_ROWS = 99  # a batch of minute rows also carries the histogram: 100 op
 MAX_SAMPLE_CHARS = 30_000
 MAX_OUTBOX_ENTRIES = 300
 WRITE_ATTEMPTS = 25  # ten racing evaluations: the last one loses nine times at most
+MAX_UNRECORDED = 100  # checks remembered while storage is down (a day at 15 minutes)
 
 DEFAULT_LEASE = timedelta(minutes=10)
 DEFAULT_GIVE_UP_AFTER = timedelta(hours=24)
@@ -255,6 +257,8 @@ class StateStore:
         self._lease = lease
         self._give_up_after = give_up_after
         self._keep_finished = keep_finished
+        self._lock = threading.Lock()
+        self._unrecorded: list[tuple[datetime, CheckFailure]] = []
         parts = urlsplit(table.url)
         self._where = parts.hostname or "the configured endpoint"
         if parts.port:
@@ -361,20 +365,28 @@ class StateStore:
         policy: Policy,
         now: datetime,
         channels: Sequence[str],
+        *,
+        quiet: bool = False,
     ) -> Evaluation:
         """Decide on `outcome`, save the new state and claim what this caller must send.
 
         The write is conditional on the ETag read; on a conflict the state is re-read and the
         decision made again, so of racing evaluations exactly one claims each notification.
-        Older notifications that failed, or whose claim lease expired, are claimed again.
+        Older notifications that failed, or whose claim lease expired, are claimed again. During
+        quiet hours the state advances but nothing is claimed (decide() holds the events).
+        Checks this process could not record (note_unrecorded) are counted first.
         """
         now = _utc(now)
         wanted = list(dict.fromkeys(channels))
+        with self._lock:
+            missed = list(self._unrecorded)
         for _ in range(WRITE_ATTEMPTS):
             previous, outbox, etag = self._read_state()
-            decision = decide(outcome, previous, policy, now)
-            outbox, to_send = self._claim(outbox, decision, wanted, now)
+            decision = decide(outcome, previous, policy, now, quiet=quiet, missed=missed)
+            outbox, to_send = self._claim(outbox, decision, wanted, now, quiet=quiet)
             if self._write_state(decision.state, outbox, etag):
+                with self._lock:
+                    self._unrecorded = [item for item in self._unrecorded if item not in missed]
                 for notification in to_send:
                     logger.info("Claimed notification %s", notification.id)
                 if decision.state.level != previous.level:
@@ -385,30 +397,64 @@ class StateStore:
             f"gave up after {WRITE_ATTEMPTS} attempts"
         )
 
+    def note_unrecorded(self, checked_at: datetime, reason: str) -> None:
+        """Remember a check whose outcome could not be saved (storage down), in this process.
+
+        The next successful evaluate() counts it as a failed check, so a storage outage long
+        enough reaches monitor_failing (then monitor_recovered) once storage answers again.
+        Memory only: a restarted or different worker process does not know about it.
+        """
+        moment = _utc(checked_at)
+        with self._lock:
+            if any(when == moment for when, _ in self._unrecorded):
+                return
+            self._unrecorded.append((moment, CheckFailure(reason)))
+            del self._unrecorded[:-MAX_UNRECORDED]
+
     def _claim(
         self,
         outbox: list[dict[str, Any]],
         decision: Decision,
         channels: list[str],
         now: datetime,
+        *,
+        quiet: bool = False,
     ) -> tuple[list[dict[str, Any]], list[Notification]]:
+        """Claim what is owed and add the decision's events, one in flight per alert and channel.
+
+        A notification waits ("pending") while an earlier one of the same alert on the same
+        channel is undelivered, so a receiver never gets a resolve before its trigger.
+        """
+        if quiet:
+            return self._prune(outbox, now), []
         lease_until = format_time(now + self._lease)
         to_send: list[Notification] = []
+        busy: set[tuple[str, str]] = set()  # (alert_id, channel) with a notification in flight
+
+        def claim(entry: dict[str, Any]) -> None:
+            entry.update(
+                status="claimed", lease_until=lease_until, attempts=entry["attempts"] + 1,
+                updated_at=format_time(now),
+            )
+            to_send.append(Notification(entry["id"], entry["channel"], entry["payload"]))
+
         for entry in outbox:
-            if entry["channel"] not in channels or not self._owed(entry, now):
+            if entry["status"] in ("delivered", "abandoned") or entry["channel"] not in channels:
                 continue
-            if now - parse_time(entry["created_at"]) >= self._give_up_after:
+            lane = (str(entry["payload"].get("alert_id")), str(entry["channel"]))
+            if lane in busy:
+                continue
+            if (entry["status"] == "pending" or self._owed(entry, now)) and (
+                    now - parse_time(entry["created_at"]) >= self._give_up_after):
                 entry.update(status="abandoned", lease_until=None, updated_at=format_time(now))
                 logger.warning(
                     "Gave up on notification %s after %d attempts: %s",
                     entry["id"], entry["attempts"], entry.get("last_error"),
                 )
                 continue
-            entry.update(
-                status="claimed", lease_until=lease_until, attempts=entry["attempts"] + 1,
-                updated_at=format_time(now),
-            )
-            to_send.append(Notification(entry["id"], entry["channel"], entry["payload"]))
+            if entry["status"] == "pending" or self._owed(entry, now):
+                claim(entry)
+            busy.add(lane)
         known = {entry["id"] for entry in outbox}
         for event in decision.events:
             payload = event.to_payload()
@@ -416,19 +462,23 @@ class StateStore:
                 notification_id = f"{event.key}:{channel}"
                 if notification_id in known:
                     continue
-                outbox.append({
+                entry = {
                     "id": notification_id,
                     "channel": channel,
                     "payload": payload,
-                    "status": "claimed",
-                    "lease_until": lease_until,
-                    "attempts": 1,
+                    "status": "pending",
+                    "lease_until": None,
+                    "attempts": 0,
                     "created_at": format_time(now),
                     "updated_at": format_time(now),
                     "last_error": None,
-                })
+                }
+                outbox.append(entry)
                 known.add(notification_id)
-                to_send.append(Notification(notification_id, channel, payload))
+                lane = (event.alert_id, channel)
+                if lane not in busy:
+                    claim(entry)
+                    busy.add(lane)
         return self._prune(outbox, now), to_send
 
     @staticmethod
@@ -665,7 +715,15 @@ class StateStore:
             changed, delta = merge_minutes(recorded, batch)
             if not changed:
                 return histogram
-            updated = apply_histogram_delta(histogram, delta)
+            try:
+                updated = apply_histogram_delta(histogram, delta)
+            except ValueError:
+                # Rows newer than the histogram we read: another recorder committed between
+                # our two reads. Its ETag tells; only a histogram that stays inconsistent is
+                # a real problem.
+                if self._read_histogram(partition)[1] != etag:
+                    continue
+                raise
             histogram_entity: dict[str, Any] = {
                 "PartitionKey": partition,
                 "RowKey": HISTOGRAM_ROW,

@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.receivers",
     "tests.fixtures.durable_extension",
     "tests.fixtures.monitor",
+    "tests.fixtures.graph",
 ]

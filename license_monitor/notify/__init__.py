@@ -1,4 +1,8 @@
-"""Alert channels: the notification record, the delivery error and dispatch by channel name."""
+"""Alert channels: the notification record, the delivery error and dispatch by channel name.
+
+Channels: webhook (generic, signed), teams (Workflows + Adaptive Card), slack (incoming
+webhook), pagerduty (Events API v2), email (Microsoft Graph sendMail, token by msal).
+"""
 
 from __future__ import annotations
 
@@ -66,7 +70,10 @@ class ChannelSender(Protocol):
 
 # Channel modules are imported on first use: a run with only a webhook never imports msal.
 # Each module exposes `deliver` with the ChannelSender signature.
-_CHANNEL_MODULES: dict[str, str] = {"webhook": "license_monitor.notify.webhook"}
+_CHANNEL_MODULES: dict[str, str] = {
+    name: f"license_monitor.notify.{name}"
+    for name in ("webhook", "teams", "slack", "pagerduty", "email")
+}
 _SENDERS: dict[str, ChannelSender] = {}
 
 

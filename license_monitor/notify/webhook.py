@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
 import hmac
 import json
-import logging
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -16,12 +14,18 @@ from typing import Any
 
 import requests
 
-from license_monitor.notify import DeliveryError, Notification, host_of
+from license_monitor.notify import Notification
+from license_monitor.notify.http import (
+    DEFAULT_TIMEOUT,
+    post_json,
+    retry_delay,
+    should_retry,
+)
+from license_monitor.notify.message import compose
 
-logger = logging.getLogger(__name__)
+__all__ = ["deliver", "retry_delay", "send_webhook", "should_retry", "signature_headers"]
 
 KEY_PREFIX = "whsec_"
-MAX_RETRY_DELAY_SECONDS = 30.0
 
 
 def signing_key(secret: str) -> bytes:
@@ -48,28 +52,13 @@ def signature_headers(secret: str, webhook_id: str, timestamp: int, body: bytes)
     }
 
 
-def should_retry(status: int) -> bool:
-    """Whether an HTTP answer is worth another attempt (throttled or a server-side problem)."""
-    return status == 429 or 500 <= status <= 599
-
-
-def retry_delay(attempt: int, retry_after: str | None) -> float:
-    """Seconds to wait before attempt `attempt + 1`: Retry-After when given, else 1, 2, 4 ..."""
-    delay = float(2 ** (attempt - 1))
-    if retry_after is not None:
-        # An HTTP-date Retry-After is not worth parsing: keep the exponential delay then.
-        with contextlib.suppress(ValueError):
-            delay = max(0.0, float(retry_after))
-    return min(delay, MAX_RETRY_DELAY_SECONDS)
-
-
 def send_webhook(
     url: str,
     payload: dict[str, Any],
     *,
     secret: str | None,
     session: requests.Session,
-    timeout: tuple[float, float] = (5, 10),
+    timeout: tuple[float, float] = DEFAULT_TIMEOUT,
     attempts: int = 3,
     sleep: Callable[[float], None] = time.sleep,
     webhook_id: str,
@@ -83,46 +72,17 @@ def send_webhook(
     Raises:
         DeliveryError: naming only the URL's host, never its path or the secret.
     """
-    host = host_of(url)
     body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    headers = {"Content-Type": "application/json", "User-Agent": "concurrent-license-monitor"}
-    if secret:
-        headers.update(signature_headers(secret, webhook_id, int(now.timestamp()), body))
-    problem = f"the webhook at {host} was not tried"
-    status: int | None = None
-    for attempt in range(1, max(1, attempts) + 1):
-        retry_after: str | None = None
-        try:
-            # No redirects: a redirect would carry the signed body to a host nobody configured.
-            response = session.post(
-                url, data=body, headers=headers, timeout=timeout, allow_redirects=False
-            )
-        except (requests.ConnectionError, requests.Timeout) as err:
-            problem = f"the webhook at {host} could not be reached ({type(err).__name__})"
-            status = None
-        except requests.RequestException as err:
-            # `from None`: requests' messages quote the whole URL, path and all.
-            raise DeliveryError(
-                f"the webhook URL for {host} is not usable ({type(err).__name__})"
-            ) from None
-        else:
-            status = response.status_code
-            retry_after = response.headers.get("Retry-After")
-            response.close()
-            if 200 <= status < 300:
-                logger.info("Webhook %s delivered to %s (HTTP %d)", webhook_id, host, status)
-                return
-            problem = f"the webhook at {host} answered HTTP {status}"
-            if not should_retry(status):
-                raise DeliveryError(problem, status=status, retryable=False)
-        if attempt < attempts:
-            delay = retry_delay(attempt, retry_after)
-            logger.warning(
-                "Webhook %s: %s; retrying in %.1f s (attempt %d of %d)",
-                webhook_id, problem, delay, attempt, attempts,
-            )
-            sleep(delay)
-    raise DeliveryError(f"{problem}, after {attempts} attempts", status=status, retryable=True)
+    headers = signature_headers(secret, webhook_id, int(now.timestamp()), body) if secret else {}
+    post_json(url, body, session=session, what="the webhook", notification_id=webhook_id,
+              headers=headers, timeout=timeout, attempts=attempts, sleep=sleep)
+
+
+def body_of(payload: dict[str, Any], target: Mapping[str, Any]) -> dict[str, Any]:
+    """The webhook body: the event payload plus the one-line summary, org label and link."""
+    message = compose(payload, org_name=target.get("org_name"), link=target.get("link"))
+    return {**payload, "summary": message.line, "org": target.get("org_name") or None,
+            "link": message.link}
 
 
 def deliver(
@@ -133,13 +93,13 @@ def deliver(
     now: datetime,
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
-    """Channel entry point: target {"url": ..., "secret": optional}."""
+    """Channel entry point: target {"url", "secret" (optional), "org_name", "link"}."""
     url = target.get("url")
     if not url:
         raise ValueError("the webhook channel needs a target URL (ALERT_WEBHOOK_URL)")
     send_webhook(
         str(url),
-        notification.payload,
+        body_of(notification.payload, target),
         secret=target.get("secret") or None,
         session=session,
         sleep=sleep,

@@ -125,7 +125,7 @@ def test_resolved_notifies_once_with_the_breach_alert_id(
     assert delivered_events(receiver) == ["breach", "resolved"]
     assert {item.body["alert_id"] for item in receiver.delivered} == {"breach-20261126T120000Z"}
     assert store.load_state() == AlertState(level="ok", last_notified_at=at(5),
-                                            last_usage=usage(380))
+                                            last_usage=usage(380), last_checked_at=at(15))
 
 
 @pytest.mark.parametrize("earlier_check", [False, True], ids=["first check", "state exists"])
@@ -169,7 +169,7 @@ def test_failed_delivery_is_claimed_again_by_the_next_check_and_delivered_once(
     first = check(store, receiver, session, usage(461), at(0))
     [entry] = store.outbox()
     assert (entry["status"], entry["last_error"]) == (
-        "failed", "the webhook at 127.0.0.1 answered HTTP 500, after 3 attempts"
+        "failed", "the webhook at 127.0.0.1 answered HTTP 500 (simulated), after 3 attempts"
     )
     second = check(store, receiver, session, usage(461), at(5))
     third = check(store, receiver, session, usage(461), at(10))
@@ -180,6 +180,58 @@ def test_failed_delivery_is_claimed_again_by_the_next_check_and_delivered_once(
     assert [item.status for item in receiver.received] == [500, 500, 500, 200]
     assert delivered_events(receiver) == ["breach"]
     assert store.outbox()[0]["attempts"] == 2
+
+
+def test_a_resolve_waits_until_its_breach_reached_that_channel(
+    store: StateStore, receiver: HttpReceiver, session: requests.Session
+) -> None:
+    receiver.set_down(True)
+    check(store, receiver, session, usage(461), at(0))  # breach: failed
+    receiver.set_down(False)
+    second = check(store, receiver, session, usage(300), at(5))  # resolved: the breach first
+    third = check(store, receiver, session, usage(300), at(10))
+
+    assert [n.payload["event"] for n in second.to_send] == ["breach"]
+    assert [e.event for e in second.decision.events] == ["resolved"]
+    assert [n.payload["event"] for n in third.to_send] == ["resolved"]
+    assert delivered_events(receiver) == ["breach", "resolved"]
+    assert [entry["status"] for entry in store.outbox()] == ["delivered", "delivered"]
+
+
+def test_quiet_hours_hold_new_events_and_retries(
+    store: StateStore, receiver: HttpReceiver, session: requests.Session
+) -> None:
+    receiver.set_down(True)
+    check(store, receiver, session, usage(461), at(0))  # breach: failed
+    receiver.set_down(False)
+
+    quiet = store.evaluate(usage(480), POLICY, at(5), ["webhook"], quiet=True)
+    after = check(store, receiver, session, usage(480), at(10))
+
+    assert quiet.to_send == []
+    assert [e.event for e in quiet.decision.state.held] == ["escalation"]
+    assert [n.payload["event"] for n in after.to_send] == ["breach"]  # the escalation waits
+    check(store, receiver, session, usage(480), at(15))
+    assert delivered_events(receiver) == ["breach", "escalation"]
+
+
+def test_checks_storage_could_not_record_alert_once_it_is_back(
+    store: StateStore, receiver: HttpReceiver, session: requests.Session
+) -> None:
+    check(store, receiver, session, usage(461), at(0))
+    down = "Table Storage at 127.0.0.1:1 could not be reached while reading the alert state"
+    for minute in (5, 10, 10, 15):  # a retried activity notes the same check twice
+        store.note_unrecorded(at(minute), down)
+
+    back = check(store, receiver, session, usage(461), at(20))
+    later = check(store, receiver, session, usage(461), at(25))
+
+    assert [e.event for e in back.decision.events] == ["monitor_failing", "monitor_recovered"]
+    assert delivered_events(receiver) == ["breach", "monitor_failing", "monitor_recovered"]
+    assert receiver.delivered[1].body["cause"] == "storage_unavailable"
+    assert "3 times in a row" in receiver.delivered[1].body["message"]
+    assert later.decision.events == ()
+    assert store.load_state().level == "warning"
 
 
 def test_claimed_but_unconfirmed_notification_waits_for_its_lease(store: StateStore) -> None:

@@ -19,7 +19,8 @@ from tests.fixtures.receivers import HttpReceiver, Received
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 PAYLOAD = {
     "event": "breach", "level": "warning", "previous_level": "ok", "concurrent": 461,
-    "capacity": 500, "utilization_percent": 92.2, "alert_id": "breach-20261126T120000Z",
+    "capacity": 500, "utilization_percent": 92.2, "agents": 420, "admins": 41,
+    "alert_id": "breach-20261126T120000Z",
     "message": "461 of 500 concurrent licenses in use (92.2%), warning threshold 90%",
 }
 WEBHOOK_ID = "breach-20261126T120000Z:breach:webhook"
@@ -141,7 +142,8 @@ def test_client_errors_fail_at_once_naming_only_the_host(
         post(receiver.url, session)
 
     assert len(receiver.received) == 1
-    assert str(caught.value) == f"the webhook at 127.0.0.1 answered HTTP {status}"
+    # The receiver's error code is shown: it is a bare code, not free text.
+    assert str(caught.value) == f"the webhook at 127.0.0.1 answered HTTP {status} (simulated)"
     assert (caught.value.status, caught.value.retryable) == (status, False)
 
 
@@ -156,7 +158,7 @@ def test_receiver_that_stays_down_fails_after_the_attempts(
         post(receiver.url, session, sleep=sleeps)
 
     assert [item.status for item in receiver.received] == [503, 503, 503]
-    assert "HTTP 503, after 3 attempts" in str(caught.value)
+    assert "HTTP 503 (simulated), after 3 attempts" in str(caught.value)
     assert caught.value.retryable
     assert len(sleeps) == 2
 
@@ -206,17 +208,25 @@ def test_bad_whsec_secret_is_refused_without_echoing_it(
     assert receiver.received == []
 
 
-def test_dispatch_by_channel_name_delivers_the_notification(
+def test_dispatch_by_channel_name_adds_the_summary_line_org_and_link(
     webhook_receiver: Receiver, session: requests.Session
 ) -> None:
     receiver = webhook_receiver()
     notification = Notification(id=WEBHOOK_ID, channel="webhook", payload=PAYLOAD)
 
-    send("webhook", {"url": receiver.url, "secret": RAW_SECRET}, notification,
+    send("webhook", {"url": receiver.url, "secret": RAW_SECRET, "org_name": "Contoso",
+                     "link": "https://monitor.example/api/license-check"}, notification,
          session=session, now=NOW, sleep=Sleeps())
 
     [received] = receiver.received
-    assert json.loads(received.raw) == PAYLOAD
+    assert json.loads(received.raw) == {
+        **PAYLOAD,
+        "org": "Contoso",
+        "link": "https://monitor.example/api/license-check",
+        "summary": "Contoso: License breach (WARNING): 461 of 500 concurrent licenses in use "
+                   "(92.2%), warning threshold 90%; 420 agents, 41 admins. "
+                   "Manual check: https://monitor.example/api/license-check",
+    }
     assert received.headers["webhook-id"] == WEBHOOK_ID
     assert received.headers["webhook-signature"] == expected_signature(
         RAW_SECRET.encode(), received

@@ -18,18 +18,24 @@ from license_monitor.alerting import (
     Policy,
     Usage,
     decide,
+    describe_cause,
+    failure_cause,
+    is_quiet,
     level_for,
 )
+from license_monitor.settings import QuietWindow
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 EPISODE_START = datetime(2026, 11, 26, 11, 0, tzinfo=UTC)
 POLICY = Policy(capacity=500)  # warning 90 %, critical 95 %, clear margin 5 %
 
 
-def usage(concurrent: int) -> Usage:
+def usage(concurrent: int, *, billable_peak: int = 400, period: str = "2026-11-01",
+          minutes_over: int = 0) -> Usage:
     agents = concurrent * 9 // 10
     return Usage(concurrent=concurrent, agents=agents, admins=concurrent - agents,
-                 window_distinct=concurrent + 9, billable_peak=400)
+                 window_distinct=concurrent + 9, billable_peak=billable_peak,
+                 period_start=period, minutes_over_capacity=minutes_over)
 
 
 def breached(
@@ -130,8 +136,11 @@ def test_payload_carries_the_design_fields() -> None:
         "event": "breach", "level": "warning", "previous_level": "ok",
         "concurrent": 461, "capacity": 500, "utilization_percent": 92.2,
         "agents": 414, "admins": 47, "window_distinct": 470, "billable_peak": 400,
+        "billing": {"period_start": "2026-11-01", "billable_peak": 400,
+                    "minutes_over_capacity": 0},
         "alert_id": "breach-20261126T120000Z", "occurred_at": "2026-11-26T12:00:00Z",
         "message": "461 of 500 concurrent licenses in use (92.2%), warning threshold 90%",
+        "cause": None,
     }
     assert AlertEvent.from_payload(event.to_payload()) == event
 
@@ -198,8 +207,8 @@ def test_monitor_failing_message_carries_the_reason_on_one_line() -> None:
 
     event = decision.events[0]
     assert event.message == (
-        "License checks failed 1 times in a row; last error: bad credentials: the client secret "
-        "is wrong."
+        "The license check failed (check failed); last error: bad credentials: the client "
+        "secret is wrong."
     )
     assert (event.level, event.previous_level, event.usage) == ("unknown", "ok", None)
     assert event.alert_id == "failing-20261126T120000Z"
@@ -234,7 +243,12 @@ def test_success_before_the_failure_alert_resets_the_count_silently() -> None:
 
 def test_state_survives_a_json_round_trip() -> None:
     state = decide(usage(480), AlertState(), POLICY, NOW).state
-    state = decide(CheckFailure("storage unavailable"), state, POLICY, NOW).state
+    state = decide(CheckFailure("storage unavailable"), state, POLICY,
+                   NOW + timedelta(minutes=5), quiet=True).state
+    state = decide(usage(520, billable_peak=510), state, POLICY, NOW + timedelta(minutes=10),
+                   quiet=True).state
+
+    assert state.held  # held events survive too
 
     assert AlertState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
 
@@ -394,3 +408,301 @@ def test_levels_respect_thresholds_whatever_came_before(
             "critical" if utilization >= policy.critical_percent
             else "warning" if utilization >= policy.warning_percent else "ok"
         )
+
+
+# ---- failure causes ------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("reason", "cause", "described"),
+    [
+        pytest.param("Genesys Cloud rejected the client id or secret at login.mypurecloud.ie "
+                     "(invalid_client) (HTTP 401, code invalid_client, correlation id c-1)",
+                     "bad_credentials", "bad credentials", id="token refused"),
+        pytest.param("Genesys Cloud rejected a freshly issued access token for GET /api/v2/users "
+                     "(HTTP 401)", "bad_credentials", "bad credentials", id="token rejected"),
+        pytest.param("Genesys Cloud denied POST /api/v2/analytics/users/details/query: the OAuth "
+                     "client is missing the permission analytics:userDetail:view (HTTP 403)",
+                     "permission_missing", "permission analytics:userDetail:view missing",
+                     id="permission named"),
+        pytest.param("Genesys Cloud denied GET /api/v2/users: the OAuth client lacks a permission "
+                     "(HTTP 403)", "permission_missing", "permission missing",
+                     id="permission unnamed"),
+        pytest.param("Genesys Cloud was unavailable (HTTP 503) for POST /api/v2/analytics/users/"
+                     "aggregates/query after 4 attempts over 9 s (HTTP 503)",
+                     "platform_unavailable", "Genesys Cloud unavailable", id="5xx"),
+        pytest.param("Genesys Cloud kept rate-limiting GET /api/v2/users (HTTP 429) after 5 "
+                     "attempts over 60 s", "platform_unavailable", "Genesys Cloud unavailable",
+                     id="throttled"),
+        pytest.param("Table Storage at 127.0.0.1:10002 could not be reached while reading the "
+                     "alert state (ServiceRequestError)", "storage_unavailable",
+                     "storage unavailable", id="storage"),
+        pytest.param("Genesys Cloud answered GET /api/v2/users with a body that is not JSON",
+                     "check_failed", "check failed", id="anything else"),
+    ],
+)
+def test_failure_causes_are_named_from_the_activity_error(
+    reason: str, cause: str, described: str
+) -> None:
+    assert failure_cause(reason) == cause
+    assert describe_cause(reason) == described
+
+
+def test_monitor_failing_names_the_missing_permission() -> None:
+    policy = Policy(capacity=500, failure_alert_after=1)
+    reason = ("Genesys Cloud denied GET /api/v2/routing/queues: the OAuth client is missing the "
+              "permission routing:queue:view (HTTP 403)")
+
+    [event] = decide(CheckFailure(reason), AlertState(), policy, NOW).events
+
+    assert event.cause == "permission_missing"
+    assert event.message.startswith(
+        "The license check failed (permission routing:queue:view missing); last error: ")
+    assert event.to_payload()["cause"] == "permission_missing"
+
+
+def test_failure_alert_carries_the_last_known_billing_figures() -> None:
+    policy = Policy(capacity=500, failure_alert_after=1)
+    state = decide(usage(300, billable_peak=290), AlertState(), policy, NOW).state
+
+    [event] = decide(CheckFailure("x"), state, policy, NOW + timedelta(minutes=5)).events
+
+    assert event.to_payload()["billing"] == {
+        "period_start": "2026-11-01", "billable_peak": 290, "minutes_over_capacity": 0}
+    assert event.to_payload()["concurrent"] is None  # never a zero for an unknown figure
+
+
+# ---- repeated checks and checks storage could not record -----------------------------------
+
+def test_the_same_check_decided_twice_counts_once() -> None:
+    first = decide(CheckFailure("x"), AlertState(), POLICY, NOW)
+    again = decide(CheckFailure("x"), first.state, POLICY, NOW)
+    older = decide(usage(480), first.state, POLICY, NOW - timedelta(minutes=5))
+
+    assert again.state == first.state
+    assert again.state.consecutive_failures == 1
+    assert (older.state, older.events, older.level) == (first.state, (), "critical")
+
+
+def test_checks_missed_while_storage_was_down_alert_when_it_is_back() -> None:
+    down = "Table Storage at 127.0.0.1:10002 could not be reached while saving the alert state"
+    state = decide(usage(461), AlertState(), POLICY, NOW).state
+    missed = [(NOW + timedelta(minutes=minute), CheckFailure(down)) for minute in (15, 5, 10)]
+
+    back = decide(usage(462), state, POLICY, NOW + timedelta(minutes=20), missed=missed)
+    later = decide(usage(462), back.state, POLICY, NOW + timedelta(minutes=25), missed=missed)
+
+    assert names(back) == ["monitor_failing", "monitor_recovered"]
+    failing, recovered = back.events
+    assert failing.alert_id == recovered.alert_id == "failing-20261126T120500Z"
+    assert failing.cause == recovered.cause == "storage_unavailable"
+    assert failing.occurred_at == NOW + timedelta(minutes=15)
+    assert failing.message.startswith("License checks failed 3 times in a row (storage "
+                                      "unavailable)")
+    assert (back.state.level, back.state.episode_id) == ("warning", state.episode_id)
+    assert back.state.consecutive_failures == 0
+    assert names(later) == []  # the same missed checks are never counted twice
+
+
+# ---- overage locked in ----------------------------------------------------------------------
+
+def test_overage_is_announced_once_per_new_billable_peak() -> None:
+    policy = Policy(capacity=500)
+    steps = [
+        ("2026-11-01", 480), ("2026-11-01", 500), ("2026-11-01", 505), ("2026-11-01", 505),
+        ("2026-11-01", 503), ("2026-11-01", 512), ("2026-12-01", 501),
+    ]
+    state = AlertState()
+    sent: list[tuple[str, int | None]] = []
+    for index, (period, peak) in enumerate(steps):
+        decision = decide(usage(400, billable_peak=peak, period=period, minutes_over=31 + index),
+                          state, policy, NOW + timedelta(minutes=5 * index))
+        sent += [(event.alert_id, event.billing.billable_peak if event.billing else None)
+                 for event in decision.events if event.event == "overage_locked_in"]
+        state = decision.state
+
+    assert sent == [("overage-20261101", 505), ("overage-20261101", 512),
+                    ("overage-20261201", 501)]
+
+
+def test_overage_message_says_how_far_over_and_for_how_long() -> None:
+    decision = decide(usage(520, billable_peak=507, minutes_over=41), AlertState(), POLICY, NOW)
+
+    assert names(decision) == ["breach", "overage_locked_in"]
+    overage = decision.events[1]
+    assert overage.message == (
+        "Billable peak of the period from 2026-11-01 is 507 concurrent licenses, 7 over the 500 "
+        "purchased; 41 minutes over capacity so far")
+    assert overage.key == "overage-20261101:overage-507"
+    assert overage.to_payload()["billing"] == {
+        "period_start": "2026-11-01", "billable_peak": 507, "minutes_over_capacity": 41}
+    assert AlertEvent.from_payload(overage.to_payload()) == overage
+
+
+# ---- quiet hours ------------------------------------------------------------------------------
+
+NIGHTS = QuietWindow(frozenset({0, 1, 2, 3, 4}), 22 * 60, 6 * 60)  # Mon-Fri 22:00-06:00
+WEEKEND = QuietWindow(frozenset({5, 6}), 0, 24 * 60)  # Sat-Sun 00:00-24:00
+DST_NIGHT = QuietWindow(frozenset({6}), 60, 4 * 60)  # Sun 01:00-04:00
+FALL_BACK_HOUR = QuietWindow(frozenset({6}), 2 * 60, 3 * 60)  # Sun 02:00-03:00
+
+
+def utc(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("moment", "windows", "quiet"),
+    [
+        pytest.param("2026-11-23T20:59", [NIGHTS], False, id="Mon 21:59 CET before the night"),
+        pytest.param("2026-11-23T21:00", [NIGHTS], True, id="Mon 22:00 CET starts it"),
+        pytest.param("2026-11-24T04:59", [NIGHTS], True, id="Tue 05:59 overnight from Monday"),
+        pytest.param("2026-11-24T05:00", [NIGHTS], False, id="Tue 06:00 ends it"),
+        pytest.param("2026-11-28T04:00", [NIGHTS], True, id="Sat 05:00 overnight from Friday"),
+        pytest.param("2026-11-28T12:00", [NIGHTS], False, id="Sat noon is no night"),
+        pytest.param("2026-11-28T12:00", [NIGHTS, WEEKEND], True, id="Sat noon in the weekend"),
+        pytest.param("2026-11-29T22:59", [WEEKEND], True, id="Sun 23:59 before 24:00"),
+        pytest.param("2026-11-29T23:00", [NIGHTS, WEEKEND], False,
+                     id="Mon 00:00 after 24:00, Sunday night not configured"),
+        pytest.param("2026-03-24T04:30", [NIGHTS], True, id="winter: 04:30Z is Tue 05:30 CET"),
+        pytest.param("2026-03-31T04:30", [NIGHTS], False, id="summer: 04:30Z is Tue 06:30 CEST"),
+        pytest.param("2026-03-23T04:30", [NIGHTS], False,
+                     id="Mon 05:30 belongs to Sunday night, not configured"),
+        pytest.param("2026-03-29T00:30", [DST_NIGHT], True, id="spring forward: 01:30 CET"),
+        pytest.param("2026-03-29T01:30", [DST_NIGHT], True, id="spring forward: 03:30 CEST"),
+        pytest.param("2026-03-29T02:00", [DST_NIGHT], False, id="spring forward: 04:00 CEST"),
+        pytest.param("2026-10-25T00:30", [FALL_BACK_HOUR], True, id="fall back: first 02:30"),
+        pytest.param("2026-10-25T01:30", [FALL_BACK_HOUR], True, id="fall back: second 02:30"),
+        pytest.param("2026-10-25T02:00", [FALL_BACK_HOUR], False, id="fall back: 03:00 CET"),
+        pytest.param("2026-11-24T02:00", [], False, id="no windows"),
+    ],
+)
+def test_quiet_hours_are_read_on_the_local_wall_clock(
+    moment: str, windows: list[QuietWindow], quiet: bool
+) -> None:
+    assert is_quiet(utc(moment), windows, "Europe/Berlin") is quiet
+
+
+def test_quiet_hours_refuse_a_naive_time() -> None:
+    with pytest.raises(ValueError, match="naive"):
+        is_quiet(datetime(2026, 11, 24, 2, 0), [NIGHTS], "UTC")
+
+
+def run_quietly(steps: list[tuple[int | None, bool]], policy: Policy = POLICY,
+                start: AlertState | None = None) -> list[Decision]:
+    """One check every 5 minutes: concurrent (None = failed check) and whether it is quiet."""
+    state = start or AlertState()
+    decisions = []
+    for index, (concurrent, quiet) in enumerate(steps):
+        outcome: Usage | CheckFailure = (
+            CheckFailure("Genesys Cloud was unavailable (HTTP 503)") if concurrent is None
+            else usage(concurrent))
+        decision = decide(outcome, state, policy, NOW + timedelta(minutes=5 * index),
+                          quiet=quiet)
+        decisions.append(decision)
+        state = decision.state
+    return decisions
+
+
+def test_a_breach_in_quiet_hours_is_sent_once_when_they_end_with_current_figures() -> None:
+    decisions = run_quietly([(461, True), (480, True), (470, False), (470, False)])
+
+    assert [names(d) for d in decisions] == [[], [], ["breach"], []]
+    assert [d.level for d in decisions] == ["warning", "critical", "critical", "critical"]
+    breach = decisions[2].events[0]
+    assert (breach.level, breach.usage, breach.alert_id) == (
+        "critical", usage(470), "breach-20261126T120000Z")
+    assert breach.message.endswith("; breached since 2026-11-26T12:00:00Z")
+    assert decisions[2].state.held == ()
+    # The released breach said critical: nothing left to escalate.
+    assert names(decide(usage(480), decisions[3].state, POLICY,
+                        NOW + timedelta(minutes=20))) == []
+
+
+def test_a_breach_opened_and_closed_in_quiet_hours_pages_nobody() -> None:
+    decisions = run_quietly([(461, True), (480, True), (300, True), (300, False)])
+
+    assert [names(d) for d in decisions] == [[], [], [], []]
+    assert decisions[3].state.held == ()
+
+
+def test_a_breach_announced_before_quiet_hours_gets_its_resolution_after() -> None:
+    decisions = run_quietly([(461, False), (300, True), (300, False)])
+
+    assert [names(d) for d in decisions] == [["breach"], [], ["resolved"]]
+    assert decisions[2].events[0].occurred_at == NOW + timedelta(minutes=5)
+
+
+def test_an_escalation_in_quiet_hours_is_sent_only_if_still_critical() -> None:
+    still = run_quietly([(461, False), (480, True), (480, False)])
+    calmer = run_quietly([(461, False), (480, True), (445, False)])
+
+    assert [names(d) for d in still] == [["breach"], [], ["escalation"]]
+    assert [names(d) for d in calmer] == [["breach"], [], []]
+
+
+def test_monitor_failing_in_quiet_hours_is_sent_only_if_still_failing() -> None:
+    policy = Policy(capacity=500, failure_alert_after=2)
+    failing = run_quietly([(None, True), (None, True), (None, False)], policy)
+    recovered = run_quietly([(None, True), (None, True), (300, True), (300, False)], policy)
+
+    assert [names(d) for d in failing] == [[], [], ["monitor_failing"]]
+    assert [names(d) for d in recovered] == [[], [], [], []]
+
+
+def test_overage_in_quiet_hours_is_sent_after_with_the_highest_peak() -> None:
+    state = AlertState()
+    for minute, peak in ((0, 505), (5, 508)):
+        state = decide(usage(400, billable_peak=peak), state, POLICY,
+                       NOW + timedelta(minutes=minute), quiet=True).state
+    after = decide(usage(400, billable_peak=508), state, POLICY, NOW + timedelta(minutes=10))
+
+    assert names(after) == ["overage_locked_in"]
+    assert after.events[0].billing is not None
+    assert after.events[0].billing.billable_peak == 508
+
+
+def test_a_reminder_due_in_quiet_hours_is_sent_when_they_end() -> None:
+    policy = Policy(capacity=500, remind_every_minutes=5)
+    decisions = run_quietly([(461, False), (461, True), (461, True), (461, False)], policy)
+
+    assert [names(d) for d in decisions] == [["breach"], [], [], ["reminder"]]
+
+
+quiet_runs = st.lists(
+    st.tuples(st.one_of(st.floats(0, 1.3), st.just(None)), st.booleans()),
+    min_size=1, max_size=60,
+)
+
+
+@settings(max_examples=300)
+@given(policies, quiet_runs)
+def test_after_quiet_hours_what_was_announced_matches_the_state(
+    policy: Policy, steps: list[tuple[float | None, bool]]
+) -> None:
+    state = AlertState()
+    announced: dict[str, list[str]] = {}  # alert id -> events sent, in order
+    for index, (share, quiet) in enumerate(steps):
+        outcome: Usage | CheckFailure = (
+            CheckFailure("Genesys Cloud is unavailable.") if share is None
+            else usage(int(share * policy.capacity)))
+        decision = decide(outcome, state, policy, NOW + timedelta(minutes=5 * index),
+                          quiet=quiet)
+        state = decision.state
+        for event in decision.events:
+            announced.setdefault(event.alert_id, []).append(event.event)
+        if quiet:
+            assert decision.events == ()
+            continue
+        assert state.held == ()
+        if state.episode_id is not None:  # an open episode has been announced...
+            assert announced[state.episode_id][0] == "breach"
+        if state.failing_notified and state.failing_since is not None:  # ...a failing monitor too
+            failing_id = state.failing_since.strftime("failing-%Y%m%dT%H%M%SZ")
+            assert announced[failing_id] == ["monitor_failing"]
+        for alert_id, sent in announced.items():
+            if alert_id.startswith("breach-"):
+                assert sent[0] == "breach"  # ...nothing of an episode comes before its breach
+                assert sent.count("breach") == 1
+                assert sent.count("resolved") <= 1
+                if alert_id != state.episode_id:  # ...and a closed one has been resolved
+                    assert sent[-1] == "resolved"

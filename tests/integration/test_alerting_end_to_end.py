@@ -1,0 +1,447 @@
+"""Alerting through the real orchestration: every channel at once, failures, overage, quiet hours.
+
+Each check is the license_check orchestration run by the replay host against the Genesys
+simulator, Azurite (directly or through a proxy that can fail), local HTTP receivers and a
+TLS Graph look-alike reached through msal.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+
+from license_monitor.demo import set_online
+from license_monitor.simulator import Fault
+from license_monitor.simulator.azurite import Azurite, connection_string
+from license_monitor.state import StateStore
+from tests.fixtures.graph import CLIENT_ID, CLIENT_SECRET, TENANT, GraphServer
+from tests.fixtures.monitor import WEBHOOK_SECRET, WORLD_START, World
+from tests.fixtures.receivers import HttpReceiver
+
+LINK = "https://monitor.example/api/license-check"
+ROUTING_KEY = "PDROUTINGKEY0000111122223333abcd"
+
+
+@dataclass
+class Channels:
+    """The receivers of every channel but the world's own webhook."""
+
+    teams: HttpReceiver
+    slack: HttpReceiver
+    pagerduty: HttpReceiver
+    graph: GraphServer
+
+    def settings(self) -> dict[str, str]:
+        return {
+            "TEAMS_WEBHOOK_URL": self.teams.url,
+            "SLACK_WEBHOOK_URL": self.slack.url,
+            "PAGERDUTY_ROUTING_KEY": ROUTING_KEY,
+            "PAGERDUTY_EVENTS_URL": self.pagerduty.url,
+            "ALERT_EMAIL_TO": "it-oncall@contoso.example",
+            "ALERT_EMAIL_FROM": "license-monitor@contoso.example",
+            "GRAPH_TENANT_ID": TENANT,
+            "GRAPH_CLIENT_ID": CLIENT_ID,
+            "GRAPH_CLIENT_SECRET": CLIENT_SECRET,
+            "GRAPH_AUTHORITY_URL": self.graph.authority_url,
+            "GRAPH_API_URL": self.graph.api_url,
+            "ORG_NAME": "Contoso",
+            "ALERT_LINK_URL": LINK,
+        }
+
+
+@pytest.fixture
+def every_channel(
+    world: Callable[..., World], webhook_receiver: Callable[..., HttpReceiver],
+    graph_server: Callable[..., GraphServer], graph_ca: tuple[trustme.CA, Path],
+) -> Callable[..., tuple[World, Channels]]:
+    """Factory: a world with all five channels on (plus any extra settings)."""
+
+    def make(**extra: str) -> tuple[World, Channels]:
+        channels = Channels(
+            teams=webhook_receiver(status=202, path="/workflows/abc/triggers/manual?sig=s3cr3t"),
+            slack=webhook_receiver(path="/services/T000/B000/s3cr3t-slack"),
+            pagerduty=webhook_receiver(status=202, path="/v2/enqueue"),
+            graph=graph_server(),
+        )
+        w = world(**channels.settings(), **extra)
+        # msal reaches the local TLS authority through the channels' session: trust the test CA
+        # and nothing from the environment.
+        w.services.http.verify = str(graph_ca[1])
+        w.services.http.trust_env = False
+        return w, channels
+
+    return make
+
+
+def webhook_events(w: World) -> list[str]:
+    return [item.body["event"] for item in w.receiver.delivered]
+
+
+def check_at(w: World, moment: datetime) -> dict[str, Any]:
+    """Run one check at `moment` (the simulator's clock moves with it)."""
+    w.now = moment
+    w.simulator.org.now = moment
+    return w.check()
+
+
+def at(hours: int, minutes: int) -> datetime:
+    return WORLD_START.replace(hour=hours, minute=minutes)
+
+
+# ---- every channel ----------------------------------------------------------------------------
+
+def test_every_channel_gets_breach_escalation_and_resolution_once_each(
+    every_channel: Callable[..., tuple[World, Channels]],
+) -> None:
+    w, channels = every_channel()
+    levels = []
+    for online in (70, 92, 93, 97, 98, 88, 40, 40):
+        w.at_level(online)
+        report = w.check()
+        levels.append(report["level"])
+        assert all(sent["delivered"] for sent in report["notifications"]), report
+    assert levels == ["ok", "warning", "warning", "critical", "critical", "warning", "ok", "ok"]
+
+    assert webhook_events(w) == ["breach", "escalation", "resolved"]
+    assert [item.body["attachments"][0]["content"]["body"][0]["text"].split(":")[1].strip()
+            for item in channels.teams.delivered] == [
+        "License breach (WARNING)", "License breach escalated (CRITICAL)",
+        "License breach resolved"]
+    assert [item.body["blocks"][0]["text"]["text"] for item in channels.slack.delivered] == [
+        "Contoso: License breach (WARNING)", "Contoso: License breach escalated (CRITICAL)",
+        "Contoso: License breach resolved"]
+    alert_id = w.receiver.delivered[0].body["alert_id"]
+    assert [(item.body["event_action"], item.body["dedup_key"],
+             item.body.get("payload", {}).get("severity"))
+            for item in channels.pagerduty.delivered] == [
+        ("trigger", alert_id, "warning"), ("trigger", alert_id, "critical"),
+        ("resolve", alert_id, None)]
+    assert [mail.body["message"]["subject"].split(":")[1].strip()
+            for mail in channels.graph.delivered] == [
+        "License breach (WARNING)", "License breach escalated (CRITICAL)",
+        "License breach resolved"]
+    assert len(channels.graph.token_forms) == 1  # one msal token for the three emails
+
+    # Every message carries the billable peak so far and the manual-check link.
+    breach = w.receiver.delivered[0].body
+    assert breach["billing"]["billable_peak"] == breach["billable_peak"]
+    assert breach["billing"]["period_start"] == "2026-11-01"
+    assert breach["link"] == LINK
+    assert breach["summary"] == (
+        f"Contoso: License breach (WARNING): 92 of 100 concurrent licenses in use (92.0%), "
+        f"warning threshold 90%; {breach['agents']} agents, {breach['admins']} admins; billable "
+        f"peak so far {breach['billable_peak']}. Manual check: {LINK}")
+    assert f"billable peak so far {breach['billable_peak']}" in (
+        channels.slack.delivered[0].body["text"])
+    assert channels.pagerduty.delivered[0].body["payload"]["summary"] == breach["summary"]
+
+
+def test_secrets_never_reach_orchestration_history_outbox_or_logs(
+    every_channel: Callable[..., tuple[World, Channels]], caplog: pytest.LogCaptureFixture,
+) -> None:
+    w, channels = every_channel()
+    channels.slack.set_down(True, refuse_connections=True)  # errors are recorded too
+    # Our own logs at every level; libraries' at INFO (urllib3's DEBUG lines print request
+    # paths; host.json keeps the default at Information in Azure).
+    caplog.set_level("INFO")
+    caplog.set_level("DEBUG", logger="license_monitor")
+    for online in (92, 97, 40):
+        w.at_level(online)
+        w.check()
+
+    assert w.services.state is not None
+    stored = json.dumps(w.services.state.outbox()) + json.dumps(
+        w.services.state.load_state().to_dict())
+    history = "".join(json.dumps(result.history) + json.dumps(result.output)
+                      for result in w.results)
+    for secret in ("s3cr3t", ROUTING_KEY, CLIENT_SECRET, WEBHOOK_SECRET, "graph-token-"):
+        assert secret not in history
+        assert secret not in stored
+        assert secret not in caplog.text
+
+
+def test_one_channel_down_never_blocks_the_others_and_gets_its_alert_once_after(
+    every_channel: Callable[..., tuple[World, Channels]],
+) -> None:
+    w, channels = every_channel()
+    channels.slack.set_down(True, refuse_connections=True)
+    w.at_level(93)
+    first = w.check()
+
+    failed = [sent for sent in first["notifications"] if not sent["delivered"]]
+    assert [(sent["channel"], sent["event"]) for sent in failed] == [("slack", "breach")]
+    assert failed[0]["error"].startswith("the Slack webhook at 127.0.0.1 could not be reached")
+    assert len(first["notifications"]) == 5
+    assert webhook_events(w) == ["breach"]
+    assert len(channels.teams.delivered) == len(channels.pagerduty.delivered) == 1
+    assert len(channels.graph.delivered) == 1
+
+    channels.slack.set_down(False)
+    w.at_level(93)
+    second = w.check()
+    w.at_level(93)
+    third = w.check()
+
+    assert second["notifications"] == [{"event": "breach", "channel": "slack", "delivered": True}]
+    assert third["notifications"] == []
+    assert [item.body["blocks"][0]["text"]["text"] for item in channels.slack.delivered] == [
+        "Contoso: License breach (WARNING)"]
+    assert webhook_events(w) == ["breach"]  # the others were not sent again
+    assert len(channels.teams.delivered) == len(channels.pagerduty.delivered) == 1
+
+
+# ---- monitor health ---------------------------------------------------------------------------
+
+def test_three_failed_checks_alert_once_naming_the_cause_and_recovery_once(
+    world: Callable[..., World],
+) -> None:
+    w = world()
+    w.at_level(97)
+    assert w.check()["level"] == "critical"
+    assert w.services.state is not None
+    episode = w.services.state.load_state().episode_id
+
+    w.simulator.inject(Fault(kind="status", path="/api/v2/analytics", status=503, times=None))
+    reports = []
+    for _ in range(2):
+        w.at_level(20)  # usage fell, but nobody can see it
+        reports.append(w.check())
+    w.simulator.clear_faults()
+    real_secret = w.simulator.client_secret
+    w.simulator.client_secret = "rotated-by-someone-else"
+    w.simulator.expire_all_tokens()
+    w.at_level(20)
+    reports.append(w.check())
+
+    assert [report["level"] for report in reports] == ["unknown"] * 3
+    assert [report["cause"] for report in reports] == [
+        "platform_unavailable", "platform_unavailable", "bad_credentials"]
+    assert [report["events"] for report in reports] == [[], [], ["monitor_failing"]]
+    assert webhook_events(w) == ["breach", "monitor_failing"]
+    failing = w.receiver.delivered[1].body
+    assert failing["cause"] == "bad_credentials"
+    assert failing["message"].startswith(
+        "License checks failed 3 times in a row (bad credentials); last error: Genesys Cloud "
+        "rejected the client id or secret")
+    state = w.services.state.load_state()
+    assert (state.level, state.episode_id) == ("critical", episode)
+
+    w.simulator.client_secret = real_secret
+    w.at_level(97)
+    recovered = w.check()
+    w.at_level(97)
+    steady = w.check()
+
+    assert recovered["events"] == ["monitor_recovered"]
+    assert steady["events"] == []
+    assert webhook_events(w) == ["breach", "monitor_failing", "monitor_recovered"]
+    assert w.receiver.delivered[2].body["alert_id"] == failing["alert_id"]
+    state = w.services.state.load_state()
+    assert (state.level, state.episode_id) == ("critical", episode)  # never resolved meanwhile
+
+
+def test_a_missing_permission_is_named_in_the_failure_alert(world: Callable[..., World]) -> None:
+    w = world(FAILURE_ALERT_AFTER="1")
+    w.simulator.forbid("/api/v2/analytics/users/details", "analytics:userDetail:view")
+    w.at_level(50)
+
+    report = w.check()
+
+    assert report["cause"] == "permission_missing"
+    [failing] = w.receiver.delivered
+    assert failing.body["message"].startswith(
+        "The license check failed (permission analytics:userDetail:view missing)")
+
+
+class SwitchableProxy:
+    """A TCP forwarder to Azurite that can drop every connection: storage going down and up."""
+
+    def __init__(self, target_port: int) -> None:
+        self._target = ("127.0.0.1", target_port)
+        self._down = False
+        self._lock = threading.Lock()
+        self._open: list[socket.socket] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def set_down(self, down: bool) -> None:
+        with self._lock:
+            self._down = down
+            doomed, self._open = (self._open, []) if down else ([], self._open)
+        for sock in doomed:
+            sock.close()
+
+    def stop(self) -> None:
+        self.set_down(True)
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                if self._down:
+                    client.close()
+                    continue
+                upstream = socket.create_connection(self._target)
+                self._open += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                sock.close()
+
+
+@pytest.fixture
+def storage_proxy(azurite: Azurite) -> Iterator[SwitchableProxy]:
+    proxy = SwitchableProxy(azurite.port)
+    yield proxy
+    proxy.stop()
+
+
+def test_a_storage_outage_is_alerted_once_storage_is_back(
+    world: Callable[..., World], storage_proxy: SwitchableProxy,
+) -> None:
+    w = world()
+    # No SDK retries: the Durable activity retry is the only retry layer (and none waits).
+    w.services.state = StateStore.from_connection_string(
+        connection_string(storage_proxy.port), w.settings.state_table, w.settings.org_key,
+        retry_total=0)
+    w.at_level(92)
+    assert w.check()["events"] == ["breach"]
+
+    storage_proxy.set_down(True)
+    down = []
+    for _ in range(3):
+        w.at_level(92)
+        down.append(w.check())
+    storage_proxy.set_down(False)
+    w.at_level(92)
+    back = w.check()
+    w.at_level(92)
+    after = w.check()
+
+    assert [report["level"] for report in down] == ["unknown"] * 3
+    assert all("Table Storage at 127.0.0.1" in report["error"] for report in down)
+    assert webhook_events(w) == ["breach", "monitor_failing", "monitor_recovered"]
+    failing = w.receiver.delivered[1].body
+    assert failing["cause"] == "storage_unavailable"
+    assert failing["message"].startswith("License checks failed 3 times in a row (storage "
+                                         "unavailable)")
+    # The recovery waits one check behind its failure alert: receivers get them in order.
+    assert (back["events"], after["notifications"]) == (
+        ["monitor_failing", "monitor_recovered"],
+        [{"event": "monitor_recovered", "channel": "webhook", "delivered": True}])
+
+
+# ---- billable peak ----------------------------------------------------------------------------
+
+def test_overage_is_locked_in_after_31_minutes_over_capacity_not_29(
+    world: Callable[..., World],
+) -> None:
+    w = world()  # capacity 100
+    org = w.simulator.org
+    set_online(org, 50, at(8, 0))
+    # 15 + 14 minutes over capacity, in two stretches: 08:05-08:19 and 08:40-08:53.
+    steps = [((105, at(8, 5)), at(8, 15)), ((50, at(8, 20)), at(8, 30)),
+             ((105, at(8, 40)), at(8, 45)), ((50, at(8, 54)), at(9, 0))]
+    for (online, since), moment in steps:
+        set_online(org, online, since)
+        report = check_at(w, moment)
+
+    assert report["billing"] == {"period_start": "2026-11-01", "billable_peak": 50,
+                                 "minutes_over_capacity": 29}
+    assert "overage_locked_in" not in webhook_events(w)
+
+    set_online(org, 105, at(9, 10))  # two more minutes: 31 in all
+    org.now = at(9, 11)  # set_online compares with the presence at the simulator's now
+    set_online(org, 50, at(9, 12))
+    locked = check_at(w, at(9, 15))
+    later = check_at(w, at(9, 30))
+
+    assert locked["billing"] == {"period_start": "2026-11-01", "billable_peak": 105,
+                                 "minutes_over_capacity": 31}
+    assert "overage_locked_in" in locked["events"]
+    assert "overage_locked_in" not in later["events"]
+    [overage] = [item.body for item in w.receiver.delivered
+                 if item.body["event"] == "overage_locked_in"]
+    assert overage["message"] == (
+        "Billable peak of the period from 2026-11-01 is 105 concurrent licenses, 5 over the 100 "
+        "purchased; 31 minutes over capacity so far")
+    assert overage["billing"] == locked["billing"]
+    assert overage["alert_id"] == "overage-20261101"
+
+
+# ---- reminders and quiet hours ----------------------------------------------------------------
+
+def test_reminders_repeat_while_the_breach_lasts(world: Callable[..., World]) -> None:
+    w = world(REMIND_EVERY_MINUTES="30")
+    for online in (92, 92, 93, 92, 92, 40, 40):  # checks 20 minutes apart
+        w.at_level(online)
+        w.check()
+
+    assert webhook_events(w) == ["breach", "reminder", "reminder", "resolved"]
+    reminders = [item for item in w.receiver.delivered if item.body["event"] == "reminder"]
+    assert len({item.headers["webhook-id"] for item in reminders}) == 2
+    assert reminders[0].body["message"].endswith("; breached since 2026-11-26T08:20:00Z")
+
+
+def test_a_breach_in_quiet_hours_is_sent_once_when_they_end(world: Callable[..., World]) -> None:
+    # 09:30-10:10 in Berlin is 08:30-09:10 UTC in November.
+    w = world(QUIET_HOURS="09:30-10:10", QUIET_HOURS_TIMEZONE="Europe/Berlin")
+    reports = []
+    for online in (70, 92, 97, 96, 96):  # 08:20, 08:40, 09:00, 09:20, 09:40 UTC
+        w.at_level(online)
+        reports.append(w.check())
+
+    assert [report["events"] for report in reports] == [[], [], [], ["breach"], []]
+    assert [report.get("held") for report in reports] == [
+        None, ["breach"], ["breach", "escalation"], None, None]
+    [breach] = w.receiver.delivered
+    assert (breach.body["level"], breach.body["concurrent"]) == ("critical", 96)
+    assert breach.body["message"].endswith("; breached since 2026-11-26T08:40:00Z")
+
+
+def test_a_breach_announced_before_quiet_hours_gets_its_resolution_after(
+    world: Callable[..., World],
+) -> None:
+    w = world(QUIET_HOURS="Thu 08:30-09:10")  # UTC
+    for online in (92, 97, 40, 40):  # 08:20 breach; 08:40 and 09:00 inside; 09:20 after
+        w.at_level(online)
+        w.check()
+
+    # The escalation no longer matters at 09:20; the end of an announced breach does.
+    assert webhook_events(w) == ["breach", "resolved"]
+
+
+def test_a_breach_opened_and_closed_in_quiet_hours_pages_nobody(
+    world: Callable[..., World],
+) -> None:
+    w = world(QUIET_HOURS="Thu 08:30-09:30")
+    for online in (70, 92, 40, 40):  # 08:20 ok; 08:40 breach, 09:00 resolved inside; 09:20 ...
+        w.at_level(online)
+        w.check()
+    w.at_level(40)
+    w.check()  # 09:40, after the window
+
+    assert webhook_events(w) == []
