@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from license_monitor.genesys.models import OFFLINE, PresenceSegment, normalise_presence
 from license_monitor.roster import AgentRule, Roster, Split, load_roster, split
-from license_monitor.usage import Concurrency, measure_concurrency, window_active_users
+from license_monitor.usage import Concurrency, measure_concurrency
 
 if TYPE_CHECKING:
     from license_monitor.genesys.client import GenesysClient
@@ -111,7 +111,7 @@ def strangers(user_ids: Iterable[str], roster: Roster) -> frozenset[str]:
 
 def fetch_window_activity(client: GenesysClient, start: datetime, end: datetime) -> frozenset[str]:
     """Every user with non-OFFLINE time in the window (one users aggregates query)."""
-    return window_active_users(client.users_aggregates(start, end))
+    return client.users_logged_in(start, end)
 
 
 def fetch_segments(

@@ -21,6 +21,9 @@ logger = logging.getLogger(__name__)
 POOL_FROM_LICENSES = "licenses"
 POOL_WITHOUT_LICENSES = "all users (license data unavailable)"
 
+# Requests in flight per listing while a roster loads; every one still waits for the budget.
+PARALLEL_REQUESTS = 8
+
 RuleKind = Literal["queue", "role", "group"]
 _RULE_KINDS: tuple[RuleKind, ...] = ("queue", "role", "group")
 
@@ -170,12 +173,15 @@ def load_roster(
     license_pattern: re.Pattern[str],
     now: datetime,
     *,
-    parallel: int = 4,
+    parallel: int = PARALLEL_REQUESTS,
 ) -> Roster:
     """Read users, licenses and the agent rule's membership from Genesys and build the roster.
 
-    The users listing, the license listing and the queue sweep run side by side (`parallel`
-    member listings at a time); every request still goes through the client's budget.
+    The users listing, the license listing and the queue sweep run side by side; each listing
+    reads `parallel` pages at a time once page 1 has told how many there are, and the sweep
+    lists `parallel` queues at a time. Every request still goes through the client's budget.
+    Cost: pages of users + pages of licenses + pages of queues + member pages of every queue
+    whose memberCount is not 0.
     """
     if parallel < 1:
         raise ValueError(f"parallel must be at least 1, not {parallel}")
@@ -186,10 +192,11 @@ def load_roster(
         expand = ("groups",)
 
     with ThreadPoolExecutor(max_workers=parallel + 2) as pool:
-        users_future = pool.submit(lambda: list(client.iter_users(expand=expand, state="active")))
-        licenses_future = pool.submit(_licenses, client)
+        users_future = pool.submit(
+            lambda: list(client.iter_users(expand=expand, state="active", parallel=parallel)))
+        licenses_future = pool.submit(_licenses, client, parallel)
         if rule.kind == "queue":
-            agent_ids = _queue_members(client, pool)
+            agent_ids = _queue_members(client, pool, parallel)
             users = users_future.result()
         else:
             users = users_future.result()
@@ -210,10 +217,13 @@ def load_roster(
     return roster
 
 
-def _licenses(client: GenesysClient) -> dict[str, tuple[str, ...]] | None:
+def _licenses(client: GenesysClient, parallel: int = 1) -> dict[str, tuple[str, ...]] | None:
     """License ids per user; None (with a WARNING) when the license API is forbidden."""
     try:
-        return {entry.user_id: entry.licenses for entry in client.iter_user_licenses()}
+        return {
+            entry.user_id: entry.licenses
+            for entry in client.iter_user_licenses(parallel=parallel)
+        }
     except PermissionDenied as err:
         logger.warning(
             "License data is unavailable (%s): counting every active user as concurrent-billed",
@@ -222,10 +232,16 @@ def _licenses(client: GenesysClient) -> dict[str, tuple[str, ...]] | None:
         return None
 
 
-def _queue_members(client: GenesysClient, pool: Executor) -> set[str]:
-    """Members of any routing queue, by sweeping queues (cost: queues x pages, not users)."""
+def _queue_members(client: GenesysClient, pool: Executor, parallel: int = 1) -> set[str]:
+    """Members of any routing queue, by sweeping queues (cost: queues x pages, not users).
+
+    Queues the listing reports with memberCount 0 are not listed: retired and empty queues
+    are common in large orgs and each would cost one request for nothing.
+    """
     listings = [
-        pool.submit(_list_queue_members, client, queue.id) for queue in client.iter_queues()
+        pool.submit(_list_queue_members, client, queue.id, parallel)
+        for queue in client.iter_queues(parallel=parallel)
+        if queue.member_count != 0
     ]
     members: set[str] = set()
     for listing in listings:
@@ -233,8 +249,8 @@ def _queue_members(client: GenesysClient, pool: Executor) -> set[str]:
     return members
 
 
-def _list_queue_members(client: GenesysClient, queue_id: str) -> list[str]:
-    return list(client.iter_queue_member_ids(queue_id))
+def _list_queue_members(client: GenesysClient, queue_id: str, parallel: int = 1) -> list[str]:
+    return list(client.iter_queue_member_ids(queue_id, parallel=parallel))
 
 
 def _folded(names: Iterable[str]) -> set[str]:

@@ -163,7 +163,7 @@ class GenesysClient:
         attempt = 0
         while True:
             attempt += 1
-            self._budget.acquire()
+            granted = self._budget.acquire()
             with self._count_lock:
                 self._request_count += 1
             failure: Exception | None = None
@@ -172,6 +172,8 @@ class GenesysClient:
                 response = self._session.request(method, url, timeout=self._timeout, **kwargs)
             except _TRANSPORT_ERRORS as err:
                 failure = err
+            finally:
+                self._budget.settle(granted)
             if response is not None and response.status_code not in (429, 502, 503, 504):
                 return response
             status = response.status_code if response is not None else None
@@ -264,8 +266,12 @@ class GenesysClient:
         *,
         params: dict[str, Any] | None = None,
         json: Any = None,
+        object_hook: Callable[[dict[str, Any]], Any] | None = None,
     ) -> _Answer:
-        """One API call with bearer auth: renew the token once on 401, map errors, decode JSON."""
+        """One API call with bearer auth: renew the token once on 401, map errors, decode JSON.
+
+        `object_hook` is handed to the JSON decoder (to shrink large answers while decoding).
+        """
         url = self.api_url + path
         token = self._token()
         response = self._send(method, url, params=params, json=json, headers=_bearer(token))
@@ -289,16 +295,21 @@ class GenesysClient:
                     code=code,
                     correlation_id=response.headers.get(CORRELATION_HEADER),
                 )
-        return self._decode(response, method, path)
+        return self._decode(response, method, path, object_hook)
 
     @staticmethod
-    def _decode(response: requests.Response, method: str, path: str) -> _Answer:
+    def _decode(
+        response: requests.Response,
+        method: str,
+        path: str,
+        object_hook: Callable[[dict[str, Any]], Any] | None = None,
+    ) -> _Answer:
         """The JSON body of a 2xx response, or the matching GenesysError."""
         status = response.status_code
         correlation_id = response.headers.get(CORRELATION_HEADER)
         if 200 <= status < 300:
             try:
-                body = response.json()
+                body = response.json(object_hook=object_hook) if object_hook else response.json()
             except ValueError as err:
                 raise UnexpectedResponse(
                     f"Genesys Cloud answered {method} {path} with a body that is not JSON",
@@ -368,6 +379,20 @@ class GenesysClient:
                     merged[presence] = merged.get(presence, 0) + milliseconds
         return totals
 
+    def users_logged_in(self, start: datetime, end: datetime) -> frozenset[str]:
+        """Users with any non-OFFLINE time in [start, end]: one org-wide aggregates query.
+
+        The answer lists every active user, logged in or not; each result is reduced while it
+        is decoded, so memory follows the org's size only as one small row per user.
+        """
+        if end <= start:
+            raise ValueError("the interval end must be after its start")
+        path = "/api/v2/analytics/users/aggregates/query"
+        (body,) = payloads.aggregates_queries(start, end, None)
+        answer = self._call("POST", path, json=body,
+                            object_hook=payloads.reduce_aggregate_result)
+        return self._parse(answer, payloads.parse_logged_in_users, f"POST {path}")
+
     def _details_page(
         self,
         start: datetime,
@@ -394,7 +419,8 @@ class GenesysClient:
 
         Pages until an EMPTY page: a short page is not the end (the platform de-duplicates
         rows after paging) and totalHits is approximate. With parallel > 1, the pages that
-        totalHits of page 1 announces are fetched concurrently, then paging goes on one by one.
+        totalHits of page 1 announces (and the one after them) are fetched concurrently, then
+        paging goes on one by one.
         """
         if end <= start:
             raise ValueError("the interval end must be after its start")
@@ -430,15 +456,16 @@ class GenesysClient:
         next_number = 2
         if parallel > 1 and first.total_hits:
             announced = math.ceil(first.total_hits / page_size)
-            if announced >= next_number:
-                numbers = range(next_number, announced + 1)
-                with closing(self._fetch_concurrently(fetch, numbers, parallel)) as pages:
-                    for page in pages:
-                        if page.rows == 0:
-                            return
-                        yield from page.segments
-                next_number = announced + 1
-        # Past what totalHits announced (it is approximate): one page at a time until empty.
+            # One page past the announced ones rides along: totalHits is approximate, so that
+            # page must be read anyway, and asking for it now saves a round trip at the end.
+            numbers = range(next_number, announced + 2)
+            with closing(_fetch_concurrently(fetch, numbers, parallel)) as pages:
+                for page in pages:
+                    if page.rows == 0:
+                        return
+                    yield from page.segments
+            next_number = announced + 2
+        # Past what totalHits announced: one page at a time until an empty one.
         while True:
             page = fetch(next_number)
             if page.rows == 0:
@@ -446,46 +473,57 @@ class GenesysClient:
             yield from page.segments
             next_number += 1
 
-    @staticmethod
-    def _fetch_concurrently(
-        fetch: Callable[[int], payloads.DetailsPage], numbers: range, parallel: int
-    ) -> Generator[payloads.DetailsPage, None, None]:
-        """Fetch pages on a thread pool (all under the shared budget); yield them in page order."""
-        executor = ThreadPoolExecutor(max_workers=min(parallel, len(numbers)))
-        try:
-            futures: list[Future[payloads.DetailsPage]] = [
-                executor.submit(fetch, number) for number in numbers
-            ]
-            for future in futures:
-                yield future.result()
-        finally:
-            # Stop queued pages if the caller stops early or a page failed.
-            executor.shutdown(wait=True, cancel_futures=True)
-
     def _iter_listing_pages(
-        self, path: str, params: dict[str, Any]
+        self, path: str, params: dict[str, Any], parallel: int = 1
     ) -> Iterator[tuple[list[dict[str, Any]], _Answer]]:
-        """Each page of a paged GET with the answer that carried it, until empty or last page."""
+        """Each page of a paged GET with the answer that carried it, until empty or last page.
+
+        With parallel > 1, the pages that page 1's pageCount announces are fetched
+        concurrently (every request still waits for the budget) and yielded in order.
+        """
+        if parallel < 1:
+            raise ValueError("parallel must be at least 1")
+
+        def fetch(number: int) -> tuple[payloads.Listing, _Answer]:
+            answer = self._call("GET", path, params={**params, "pageNumber": number})
+            return self._parse(answer, payloads.parse_listing, f"GET {path}"), answer
+
+        listing, answer = fetch(1)
+        if not listing.entities:
+            return
+        yield listing.entities, answer
+        page_count = listing.page_count
+        if page_count is not None and parallel > 1 and page_count > 1:
+            with closing(_fetch_concurrently(fetch, range(2, page_count + 1), parallel)) as pages:
+                for listing, answer in pages:
+                    if not listing.entities:
+                        return
+                    yield listing.entities, answer
+            return
         page_number = 1
-        while True:
-            answer = self._call("GET", path, params={**params, "pageNumber": page_number})
-            listing = self._parse(answer, payloads.parse_listing, f"GET {path}")
+        while page_count is None or page_number < page_count:
+            page_number += 1
+            listing, answer = fetch(page_number)
             if not listing.entities:
                 return
             yield listing.entities, answer
-            if listing.page_count is not None and page_number >= listing.page_count:
-                return
-            page_number += 1
+            page_count = listing.page_count
 
-    def iter_pages(self, path: str, params: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
+    def iter_pages(
+        self, path: str, params: dict[str, Any], *, parallel: int = 1
+    ) -> Iterator[list[dict[str, Any]]]:
         """GET a paged listing: entities page by page until an empty page or the last page."""
-        for entities, _ in self._iter_listing_pages(path, params):
+        for entities, _ in self._iter_listing_pages(path, params, parallel):
             yield entities
 
     def _iter_parsed(
-        self, path: str, params: dict[str, Any], parser: Callable[[dict[str, Any]], T]
+        self,
+        path: str,
+        params: dict[str, Any],
+        parser: Callable[[dict[str, Any]], T],
+        parallel: int = 1,
     ) -> Iterator[T]:
-        for entities, answer in self._iter_listing_pages(path, params):
+        for entities, answer in self._iter_listing_pages(path, params, parallel):
             # Parse a whole page before yielding so a shape error names this page's response.
             yield from self._parse(
                 _Answer(entities, answer.correlation_id, answer.status),
@@ -494,7 +532,12 @@ class GenesysClient:
             )
 
     def iter_users(
-        self, *, expand: Sequence[str] = (), state: str = "active", page_size: int = 500
+        self,
+        *,
+        expand: Sequence[str] = (),
+        state: str = "active",
+        page_size: int = 500,
+        parallel: int = 1,
     ) -> Iterator[User]:
         """Users of the given state; presence, roles and groups when expanded (None if absent)."""
         params: dict[str, Any] = {"pageSize": page_size, "state": state}
@@ -502,25 +545,32 @@ class GenesysClient:
             params["expand"] = ",".join(expand)
         wanted = frozenset(expand)
         yield from self._iter_parsed(
-            "/api/v2/users", params, lambda entity: payloads.parse_user(entity, wanted)
+            "/api/v2/users", params, lambda entity: payloads.parse_user(entity, wanted), parallel
         )
 
-    def iter_user_licenses(self, page_size: int = 500) -> Iterator[UserLicenses]:
+    def iter_user_licenses(
+        self, page_size: int = 500, *, parallel: int = 1
+    ) -> Iterator[UserLicenses]:
         """Every user holding a license, with the license ids they hold."""
         yield from self._iter_parsed(
-            "/api/v2/license/users", {"pageSize": page_size}, payloads.parse_user_licenses
+            "/api/v2/license/users", {"pageSize": page_size}, payloads.parse_user_licenses,
+            parallel,
         )
 
-    def iter_queues(self, page_size: int = 500) -> Iterator[NamedEntity]:
-        """Every routing queue."""
+    def iter_queues(self, page_size: int = 500, *, parallel: int = 1) -> Iterator[NamedEntity]:
+        """Every routing queue, with its memberCount when the platform reports it."""
         yield from self._iter_parsed(
-            "/api/v2/routing/queues", {"pageSize": page_size}, payloads.parse_named_entity
+            "/api/v2/routing/queues", {"pageSize": page_size}, payloads.parse_queue, parallel
         )
 
-    def iter_queue_member_ids(self, queue_id: str, page_size: int = 100) -> Iterator[str]:
+    def iter_queue_member_ids(
+        self, queue_id: str, page_size: int = 100, *, parallel: int = 1
+    ) -> Iterator[str]:
         """User ids of a queue's members."""
         path = f"/api/v2/routing/queues/{_segment(queue_id)}/members"
-        yield from self._iter_parsed(path, {"pageSize": page_size}, payloads.parse_entity_id)
+        yield from self._iter_parsed(
+            path, {"pageSize": page_size}, payloads.parse_entity_id, parallel
+        )
 
     def iter_user_queue_ids(self, user_id: str, *, joined: bool | None = None) -> Iterator[str]:
         """Ids of a user's queues; the platform's default is joined queues only."""
@@ -551,6 +601,20 @@ class GenesysClient:
         """User ids holding a role."""
         path = f"/api/v2/authorization/roles/{_segment(role_id)}/users"
         yield from self._iter_parsed(path, {"pageSize": page_size}, payloads.parse_entity_id)
+
+
+def _fetch_concurrently(
+    fetch: Callable[[int], T], numbers: range, parallel: int
+) -> Generator[T, None, None]:
+    """Fetch pages on a thread pool (all under the shared budget); yield them in page order."""
+    executor = ThreadPoolExecutor(max_workers=max(1, min(parallel, len(numbers))))
+    try:
+        futures: list[Future[T]] = [executor.submit(fetch, number) for number in numbers]
+        for future in futures:
+            yield future.result()
+    finally:
+        # Stop queued pages if the caller stops early or a page failed.
+        executor.shutdown(wait=True, cancel_futures=True)
 
 
 def _bearer(token: str) -> dict[str, str]:

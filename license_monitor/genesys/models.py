@@ -69,7 +69,8 @@ class UserLicenses:
 
 @dataclass(frozen=True, slots=True)
 class NamedEntity:
-    """A queue, group or role: id and display name."""
+    """A queue, group or role: id and display name (and a queue's memberCount, when given)."""
 
     id: str
     name: str
+    member_count: int | None = None

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from license_monitor.genesys.models import (
+    OFFLINE,
     NamedEntity,
     PresenceSegment,
     User,
@@ -152,25 +153,80 @@ def details_query(
 # --- responses ------------------------------------------------------------------------------
 
 
+def parse_aggregate_result(result: Any) -> tuple[str, dict[str, int]]:
+    """One aggregates result -> (userId, {normalised presence: milliseconds over its buckets})."""
+    result_obj = _object(result, "aggregates result")
+    user_id = _text(_object(result_obj.get("group"), "aggregates group"), "userId", "group")
+    per_presence: dict[str, int] = {}
+    for bucket in _list(result_obj.get("data", []), "aggregates data"):
+        bucket_obj = _object(bucket, "aggregates bucket")
+        for metric in _list(bucket_obj.get("metrics", []), "aggregates metrics"):
+            metric_obj = _object(metric, "aggregates metric")
+            if metric_obj.get("metric") != "tSystemPresence":
+                continue
+            presence = normalise_presence(_text(metric_obj, "qualifier", "metric"))
+            stats = _object(metric_obj.get("stats", {}), "metric stats")
+            milliseconds = _optional_int(stats.get("sum"), "stats.sum") or 0
+            per_presence[presence] = per_presence.get(presence, 0) + milliseconds
+    return user_id, per_presence
+
+
 def parse_aggregates(body: Any) -> dict[str, dict[str, int]]:
     """Users aggregates response -> userId -> {normalised presence: milliseconds}."""
     response = _object(body, "aggregates response")
     totals: dict[str, dict[str, int]] = {}
     for result in _list(response.get("results", []), "aggregates results"):
-        result_obj = _object(result, "aggregates result")
-        user_id = _text(_object(result_obj.get("group"), "aggregates group"), "userId", "group")
-        per_presence = totals.setdefault(user_id, {})
-        for bucket in _list(result_obj.get("data", []), "aggregates data"):
-            bucket_obj = _object(bucket, "aggregates bucket")
-            for metric in _list(bucket_obj.get("metrics", []), "aggregates metrics"):
-                metric_obj = _object(metric, "aggregates metric")
-                if metric_obj.get("metric") != "tSystemPresence":
-                    continue
-                presence = normalise_presence(_text(metric_obj, "qualifier", "metric"))
-                stats = _object(metric_obj.get("stats", {}), "metric stats")
-                milliseconds = _optional_int(stats.get("sum"), "stats.sum") or 0
-                per_presence[presence] = per_presence.get(presence, 0) + milliseconds
+        user_id, per_presence = parse_aggregate_result(result)
+        merged = totals.setdefault(user_id, {})
+        for presence, milliseconds in per_presence.items():
+            merged[presence] = merged.get(presence, 0) + milliseconds
     return totals
+
+
+def _logged_in(per_presence: dict[str, int]) -> bool:
+    """Any non-OFFLINE time at all (presences are normalised already)."""
+    return any(ms > 0 and presence != OFFLINE for presence, ms in per_presence.items())
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedInRow:
+    """An aggregates result reduced while decoding: the user and whether they were logged in."""
+
+    user_id: str
+    logged_in: bool
+
+
+def reduce_aggregate_result(obj: dict[str, Any]) -> Any:
+    """json object_hook: turn each well-formed aggregates result into a LoggedInRow at once.
+
+    An org-wide aggregates answer lists every active user, OFFLINE ones too: at 50,000 users
+    that is tens of MB of JSON and several times that as dicts. Reduced while decoding, only a
+    small row per user stays alive. Anything not shaped like a result is returned unchanged,
+    so parse_logged_in_users() still reports a wrongly shaped payload.
+    """
+    group = obj.get("group")
+    if not isinstance(group, dict) or "data" not in obj:
+        return obj
+    try:
+        user_id, per_presence = parse_aggregate_result(obj)
+    except PayloadError:
+        return obj
+    return LoggedInRow(user_id, _logged_in(per_presence))
+
+
+def parse_logged_in_users(body: Any) -> frozenset[str]:
+    """Users aggregates response (decoded with reduce_aggregate_result) -> logged-in user ids."""
+    response = _object(body, "aggregates response")
+    users: set[str] = set()
+    for result in _list(response.get("results", []), "aggregates results"):
+        if isinstance(result, LoggedInRow):
+            user_id, logged_in = result.user_id, result.logged_in
+        else:
+            user_id, per_presence = parse_aggregate_result(result)
+            logged_in = _logged_in(per_presence)
+        if logged_in:
+            users.add(user_id)
+    return frozenset(users)
 
 
 def parse_details_page(body: Any) -> DetailsPage:
@@ -227,6 +283,16 @@ def parse_named_entity(entity: dict[str, Any]) -> NamedEntity:
     """A queue, group or role entity -> NamedEntity."""
     name = entity.get("name")
     return NamedEntity(id=parse_entity_id(entity), name=name if isinstance(name, str) else "")
+
+
+def parse_queue(entity: dict[str, Any]) -> NamedEntity:
+    """A routing queue entity -> NamedEntity with its memberCount (None when not reported)."""
+    queue = parse_named_entity(entity)
+    count = entity.get("memberCount")
+    # Only a real count may skip a queue's member listing; anything else means "unknown".
+    if isinstance(count, int) and not isinstance(count, bool) and count >= 0:
+        return NamedEntity(id=queue.id, name=queue.name, member_count=count)
+    return queue
 
 
 def parse_user(entity: dict[str, Any], expand: Collection[str]) -> User:

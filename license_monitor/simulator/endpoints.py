@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections import Counter
@@ -426,17 +427,15 @@ def users_details(org: SimOrg, request: ApiRequest) -> Payload:
     if order not in ("asc", "desc"):
         raise bad_request(f"order must be 'asc' or 'desc', got {body.get('order')!r}")
 
-    matched: list[tuple[SimUser, list[SimSegment]]] = []
-    for user in _candidates(org, user_ids):
-        segments = org.segments_between(user, start, end)
-        if not segments:
-            continue
-        if presences is not None and not any(s.presence in presences for s in segments):
-            continue
-        matched.append((user, segments))
-    matched.sort(key=lambda pair: pair[0].id, reverse=order == "desc")
-    if request.details_duplicates:
-        matched = _with_duplicates(matched, org.now)
+    query = {key: value for key, value in body.items() if key != "paging"}
+    key = ("details", json.dumps(query, sort_keys=True, default=str), org.now,
+           request.details_duplicates)
+    matched = org.query_result(
+        key,
+        lambda: _details_rows(org, start=start, end=end, user_ids=user_ids, presences=presences,
+                              order=order, duplicates=request.details_duplicates),
+        reuse=page_number > 1,
+    )
 
     payload: Payload = {"totalHits": len(matched)}
     first = (page_number - 1) * page_size
@@ -454,6 +453,29 @@ def users_details(org: SimOrg, request: ApiRequest) -> Payload:
             for user, segments in page
         ]
     return payload
+
+
+def _details_rows(
+    org: SimOrg,
+    *,
+    start: datetime,
+    end: datetime,
+    user_ids: frozenset[str] | None,
+    presences: frozenset[str] | None,
+    order: str,
+    duplicates: bool,
+) -> list[tuple[SimUser, list[SimSegment]]]:
+    """Every active user with a segment in [start, end) of a wanted presence, ordered by id."""
+    matched: list[tuple[SimUser, list[SimSegment]]] = []
+    for user in _candidates(org, user_ids):
+        segments = org.segments_between(user, start, end)
+        if not segments:
+            continue
+        if presences is not None and not any(s.presence in presences for s in segments):
+            continue
+        matched.append((user, segments))
+    matched.sort(key=lambda pair: pair[0].id, reverse=order == "desc")
+    return _with_duplicates(matched, org.now) if duplicates else matched
 
 
 def _with_duplicates(
@@ -541,6 +563,27 @@ def users(org: SimOrg, request: ApiRequest) -> Payload:
         return entity
 
     return listing(request, selected, render, MAX_USERS_PAGE_SIZE)
+
+
+def user_presence(org: SimOrg, request: ApiRequest) -> Payload:
+    """GET /api/v2/users/{id}/presences/purecloud: one user's current Genesys Cloud presence."""
+    user = org.find_user(request.params["user_id"])
+    if user is None:
+        raise not_found(f"User {request.params['user_id']} not found")
+    current = org.segment_at(user, org.now)
+    presence = "OFFLINE" if current is None else current.presence
+    return {
+        "id": "PURECLOUD",
+        "source": "PURECLOUD",
+        "primary": True,
+        "presenceDefinition": {
+            "id": organization_presence_id(presence),
+            "systemPresence": USERS_API_SPELLING[presence],
+        },
+        "message": "",
+        "modifiedDate": format_timestamp(current.start if current else org.now),
+        "selfUri": f"/api/v2/users/{user.id}/presences/purecloud",
+    }
 
 
 def license_users(org: SimOrg, request: ApiRequest) -> Payload:
@@ -668,6 +711,9 @@ ENDPOINTS = (
     _endpoint("GET", r"/api/v2/users", "directory:user:view", users),
     _endpoint("GET", r"/api/v2/users/" + _ID.format("user_id") + "/queues",
               "routing:queue:view", user_queues),
+    # The platform documents no permission for reading one user's presence.
+    _endpoint("GET", r"/api/v2/users/" + _ID.format("user_id") + "/presences/purecloud",
+              "", user_presence),
     _endpoint("GET", r"/api/v2/license/users", "authorization:license:view", license_users),
     _endpoint("GET", r"/api/v2/routing/queues", "routing:queue:view", routing_queues),
     _endpoint("GET", r"/api/v2/routing/queues/" + _ID.format("queue_id") + "/members",

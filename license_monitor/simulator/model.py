@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from license_monitor.genesys.models import (
     OFFLINE,
@@ -14,6 +14,8 @@ from license_monitor.genesys.models import (
     normalise_presence,
     parse_timestamp,
 )
+
+T = TypeVar("T")
 
 # System presences in the analytics spelling, and how the users API spells each one.
 USERS_API_SPELLING = {
@@ -106,6 +108,8 @@ class SimOrg:
     roles: list[SimRole] = field(default_factory=list)
     now: datetime = field(default_factory=_utc_now)
     _index: dict[str, SimUser] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _latest_query: tuple[Any, Any] | None = field(
+        default=None, init=False, repr=False, compare=False)
 
     def user(self, user_id: str) -> SimUser:
         """Return the user with this id (KeyError if none); an index keeps this O(1)."""
@@ -124,6 +128,21 @@ class SimOrg:
             return self.user(user_id)
         except KeyError:
             return None
+
+    def query_result(self, key: Any, compute: Callable[[], T], *, reuse: bool) -> T:
+        """Compute a query's full result, or reuse the latest one when `reuse` and keys match.
+
+        Paged endpoints reuse it for pages 2..N so one paged read does not rescan every user
+        per page (quadratic in the org's size); page 1 always recomputes, so edits made
+        between two reads are always seen.
+        """
+        latest = self._latest_query
+        if reuse and latest is not None and latest[0] == key:
+            result: T = latest[1]
+            return result
+        result = compute()
+        self._latest_query = (key, result)
+        return result
 
     def segment_at(self, user: SimUser, t: datetime) -> SimSegment | None:
         """Return the user's segment containing instant t ([start, end)), or None."""

@@ -1,0 +1,251 @@
+"""One measured run in a fresh process: a full check through the replay host, or the naive script.
+
+    .venv/bin/python -m benchmarks.cost_probe check '<json spec>'
+    .venv/bin/python -m benchmarks.cost_probe naive '<json spec>'
+
+benchmarks.check_cost starts this module once per measurement so that the peak memory it
+reports (ru_maxrss) belongs to that measurement alone; the simulator and Azurite run elsewhere.
+The last line of stdout is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import sys
+import time
+from collections import Counter
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from azure.data.tables import TableClient
+from requests.adapters import HTTPAdapter
+
+from license_monitor import runtime
+from license_monitor.genesys.client import GenesysClient
+from license_monitor.genesys.models import parse_timestamp
+from license_monitor.settings import Settings
+from license_monitor.state import StateStore
+
+OFFLINE_SPELLINGS = {"offline", "OFFLINE", "Offline"}
+
+
+def endpoint_of(path: str) -> str:
+    """Group per-id paths: /api/v2/routing/queues/<id>/members -> .../queues/{id}/members."""
+    parts = path.split("/")
+    return "/".join("{id}" if len(part) >= 32 and "-" in part else part for part in parts)
+
+
+class RequestLog:
+    """A requests response hook that counts answered requests by method, endpoint and status."""
+
+    def __init__(self) -> None:
+        self.by_endpoint: Counter[str] = Counter()
+        self.statuses: Counter[int] = Counter()
+
+    def __call__(self, response: requests.Response, *_args: Any, **_kwargs: Any) -> None:
+        method = response.request.method or "?"
+        self.by_endpoint[f"{method} {endpoint_of(urlsplit(response.url).path)}"] += 1
+        self.statuses[response.status_code] += 1
+
+    def reset(self) -> None:
+        """Forget what was counted so far."""
+        self.by_endpoint.clear()
+        self.statuses.clear()
+
+    @property
+    def calls(self) -> int:
+        """Requests answered (token requests and retries included)."""
+        return sum(self.by_endpoint.values())
+
+
+class WriteMeter:
+    """An azure-core raw_request_hook that sums the body bytes of every Table Storage request.
+
+    The SDK prepares a batch's multipart body before the pipeline runs, so the hook sees the
+    bytes that go on the wire for batches too. Reads (GET) carry no body.
+    """
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self.requests = 0
+
+    def __call__(self, pipeline_request: Any) -> None:
+        body = pipeline_request.http_request.body
+        self.requests += 1
+        if body:
+            self.bytes += len(body.encode("utf-8") if isinstance(body, str) else body)
+
+    def reset(self) -> None:
+        """Start counting from zero."""
+        self.bytes = 0
+        self.requests = 0
+
+
+def counted_session(log: RequestLog) -> requests.Session:
+    """A session like the client's own (32 pooled connections) that logs every response."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.hooks["response"].append(log)
+    return session
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size in MiB.
+
+    VmHWM from /proc where there is one: Linux keeps ru_maxrss across exec, so a child of a big
+    parent would report the parent's size; VmHWM starts afresh with the new program.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    # ru_maxrss is in KiB on Linux and in bytes on macOS.
+    scale = 1024 * 1024 if sys.platform == "darwin" else 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
+
+
+def run_check(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run one license_check through the in-process replay host; return its costs and figures."""
+    # The Durable layer is imported here, not at module level, so `naive` stays lean.
+    from function_app import app  # noqa: PLC0415
+    from orchestrators.replay_host import ReplayHost  # noqa: PLC0415
+    from orchestrators.starters import singleton_id  # noqa: PLC0415
+
+    settings = Settings.from_env({
+        "GENESYS_CLIENT_ID": spec["client_id"],
+        "GENESYS_CLIENT_SECRET": spec["client_secret"],
+        "GENESYS_API_URL": spec["api_url"],
+        "GENESYS_LOGIN_URL": spec["api_url"],
+        "LICENSE_CAPACITY": str(spec["capacity"]),
+        "STATE_CONNECTION": spec["connection"],
+        "STATE_TABLE": spec["table"],
+        "REQUEST_BUDGET_PER_MINUTE": str(spec["budget"]),
+    })
+    meter = WriteMeter()
+    table = TableClient.from_connection_string(
+        spec["connection"], spec["table"], raw_request_hook=meter, retry_total=3,
+        connection_timeout=5, read_timeout=20)
+    state = StateStore(table, settings.org_key)
+    log = RequestLog()
+    client = GenesysClient(
+        api_url=settings.api_url, login_url=settings.login_url, client_id=settings.client_id,
+        client_secret=settings.client_secret,
+        request_budget_per_minute=settings.request_budget_per_minute, session=counted_session(log))
+    services = runtime.Services(settings=settings, client=client, state=state,
+                                http=runtime.channel_session())
+    runtime.install(services)
+    if spec["mode"] == "warm":
+        # Warm: this process already holds a token, as a worker does between checks.
+        client.ensure_token()
+    log.reset()
+    meter.reset()
+    checked_at = parse_timestamp(spec["checked_at"])
+    started = time.perf_counter()
+    result = ReplayHost(app, clock=lambda: checked_at).run(
+        "license_check", {"dry_run": False, "trigger": "benchmark"},
+        instance_id=singleton_id(settings.org_key))
+    wall = time.perf_counter() - started
+    output = result.output if isinstance(result.output, dict) else {}
+    return {
+        "status": result.runtime_status,
+        "error": result.error or output.get("error"),
+        "calls": log.calls,
+        "by_endpoint": dict(log.by_endpoint),
+        "rate_limited": log.statuses.get(429, 0),
+        "wall_seconds": wall,
+        "peak_rss_mb": peak_rss_mb(),
+        "history_bytes": result.history_bytes,
+        "table_bytes": meter.bytes,
+        "table_requests": meter.requests,
+        "now": output.get("concurrent", {}).get("now"),
+        "peak": output.get("concurrent", {}).get("peak"),
+        "window_distinct": output.get("window_distinct"),
+    }
+
+
+def run_naive(spec: dict[str, Any]) -> dict[str, Any]:
+    """What a typical script does: list users and licenses, then ask per user, one at a time.
+
+    Per active user one presence call; per logged-in concurrent-licensed user one queues call
+    (agent when it is in any queue). No cache, no parallelism, no budget: the figure it gets is
+    the pool's `now`, which the benchmark compares with the monitor's.
+    """
+    import re  # noqa: PLC0415
+
+    log = RequestLog()
+    session = counted_session(log)
+    api = spec["api_url"]
+    started = time.perf_counter()
+    token = session.post(
+        f"{api}/oauth/token", data={"grant_type": "client_credentials"},
+        auth=(spec["client_id"], spec["client_secret"]), timeout=30).json()["access_token"]
+    session.headers["Authorization"] = f"Bearer {token}"
+
+    def listing(path: str) -> list[dict[str, Any]]:
+        entities: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            body = session.get(f"{api}{path}", params={"pageSize": 500, "pageNumber": page},
+                               timeout=30).json()
+            entities += body.get("entities") or []
+            if page >= int(body.get("pageCount") or 0):
+                return entities
+            page += 1
+
+    users = [user for user in listing("/api/v2/users") if user.get("state") == "active"]
+    pattern = re.compile(spec["license_pattern"])
+    pool = {entry["id"] for entry in listing("/api/v2/license/users")
+            if any(pattern.search(lic) for lic in entry.get("licenses") or [])}
+    agents = admins = 0
+    for user in users:
+        presence = session.get(f"{api}/api/v2/users/{user['id']}/presences/purecloud",
+                               timeout=30).json()
+        if presence["presenceDefinition"]["systemPresence"] in OFFLINE_SPELLINGS:
+            continue
+        if user["id"] not in pool:
+            continue
+        queues = session.get(f"{api}/api/v2/users/{user['id']}/queues",
+                             params={"pageSize": 100}, timeout=30).json()
+        if queues.get("entities"):
+            agents += 1
+        else:
+            admins += 1
+    wall = time.perf_counter() - started
+    return {
+        "status": "Completed",
+        "error": None,
+        "calls": log.calls,
+        "by_endpoint": dict(log.by_endpoint),
+        "rate_limited": log.statuses.get(429, 0),
+        "wall_seconds": wall,
+        "peak_rss_mb": peak_rss_mb(),
+        "history_bytes": 0,
+        "table_bytes": 0,
+        "table_requests": 0,
+        "now": {"total": agents + admins, "agents": agents, "admins": admins},
+        "peak": None,
+        "window_distinct": None,
+    }
+
+
+def main(argv: list[str]) -> int:
+    """Run the measurement named by argv[0] with the JSON spec in argv[1]; print the result."""
+    logging.basicConfig(level=logging.WARNING)
+    kind, spec = argv[0], json.loads(argv[1])
+    result = run_check(spec) if kind == "check" else run_naive(spec)
+    result["measured_at"] = datetime.now().astimezone().isoformat(timespec="seconds")
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
