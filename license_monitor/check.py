@@ -62,9 +62,10 @@ def _current_roster(services: Services, request: CheckRequest) -> Roster:
     cached = services.state.load_roster() if services.state is not None else None
     if cached is not None:
         roster = Roster.from_dict(cached)
-        wanted = request.roster_version
-        if (wanted and roster_version(roster) == wanted) or (
-                not wanted and roster.is_fresh(request.checked_at, settings.roster_ttl_minutes)):
+        # The version this check loaded, or any fresh one (a concurrent check may have
+        # refreshed it since): either way no rebuild is needed.
+        if roster_version(roster) == request.roster_version or roster.is_fresh(
+                request.checked_at, settings.roster_ttl_minutes):
             services.remember(roster)
             return roster
     return _refresh_roster(services, request)

@@ -27,7 +27,7 @@ def first_line(error: Exception) -> str:
 @bp.orchestration_trigger(context_name="context")
 def license_check(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
     """One check. Deterministic: time from the history, no settings, no I/O, no token."""
-    request = context.get_input() or {}
+    request = context.get_input(expected_type=dict) or {}
     check = {
         "checked_at": context.current_utc_datetime.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "dry_run": bool(request.get("dry_run")),
