@@ -1,13 +1,15 @@
 """Activities of license_check: thin adapters from JSON to one domain call and back.
 
+Inputs and outputs are annotated with the bare `dict` class: the Functions worker refuses to
+index an app whose binding annotations are neither classes nor typing generics, and
+`dict[str, Any]` is neither on Python 3.11.
+
 The Genesys token never crosses these boundaries: each activity gets the client (and its
 per-process token cache) from license_monitor.runtime. Inputs and outputs are small JSON:
 figures and versions, never user lists, because Durable stores them in the task hub history.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import azure.durable_functions as df
 
@@ -17,37 +19,37 @@ bp = df.Blueprint()
 
 
 @bp.activity_trigger(input_name="request")
-def acquire_token(request: dict[str, Any]) -> dict[str, Any]:
+def acquire_token(request: dict) -> dict:
     """Fail fast on bad credentials or an unreachable login host."""
     return check.acquire_token(runtime.services())
 
 
 @bp.activity_trigger(input_name="request")
-def load_roster(request: dict[str, Any]) -> dict[str, Any]:
+def load_roster(request: dict) -> dict:
     """Pool and agent/admin classes, from the cache while fresh; returns a summary."""
     return check.load_roster(runtime.services(), check.CheckRequest.from_dict(request))
 
 
 @bp.activity_trigger(input_name="request")
-def query_window_activity(request: dict[str, Any]) -> dict[str, Any]:
+def query_window_activity(request: dict) -> dict:
     """Users active at any time in the window (users aggregates query)."""
     return check.query_window_activity(runtime.services(), check.CheckRequest.from_dict(request))
 
 
 @bp.activity_trigger(input_name="request")
-def query_presence_details(request: dict[str, Any]) -> dict[str, Any]:
+def query_presence_details(request: dict) -> dict:
     """Exact concurrency now and at the window's peak (user details query)."""
     return check.query_presence_details(runtime.services(), check.CheckRequest.from_dict(request))
 
 
 @bp.activity_trigger(input_name="request")
-def evaluate(request: dict[str, Any]) -> dict[str, Any]:
+def evaluate(request: dict) -> dict:
     """Billing minutes, alert decision and claimed notifications, in Table Storage."""
     return check.evaluate(runtime.services(), check.CheckRequest.from_dict(request),
                           request.get("measurement"), request.get("failure"))
 
 
 @bp.activity_trigger(input_name="notification")
-def notify(notification: dict[str, Any]) -> dict[str, Any]:
+def notify(notification: dict) -> dict:
     """Deliver one claimed notification on its channel and record the outcome."""
     return check.deliver(runtime.services(), notification)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Generator
 from typing import Any
 
@@ -18,10 +19,24 @@ STATE_RETRY = df.RetryOptions(
     first_retry_interval_in_milliseconds=2_000, max_number_of_attempts=3)
 
 
+_WORKER_EXCEPTION = re.compile(r"^\s*Exception: [\w.]+: (?P<message>.+)$")
+_ACTIVITY_PREFIX = re.compile(r"^Activity function '[^']*' failed:\s*")
+
+
 def first_line(error: Exception) -> str:
-    """The activity's own message: the SDK wraps it as 'reason \\n details'."""
-    lines = str(error).strip().splitlines()
-    return lines[0].strip() if lines else type(error).__name__
+    """The activity's own message out of the failure Durable hands back.
+
+    In Azure the text reads "Activity function 'x' failed: Result: Failure\\nException:
+    AuthError: <message>\\nStack: ..." (the SDK appends the details): take <message>.
+    """
+    text = str(error)
+    for line in text.splitlines():
+        match = _WORKER_EXCEPTION.match(line)
+        if match:
+            return match.group("message").strip()
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    first = _ACTIVITY_PREFIX.sub("", lines[0]) if lines else ""
+    return first or type(error).__name__
 
 
 @bp.orchestration_trigger(context_name="context")

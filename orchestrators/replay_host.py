@@ -46,6 +46,7 @@ ORCHESTRATOR_STARTED = 12
 ORCHESTRATOR_COMPLETED = 13
 
 MAX_EPISODES = 200
+_DETAILS = "\x00"  # separates a failure's reason from its details inside this module
 
 
 class NonDeterminismError(Exception):
@@ -204,7 +205,7 @@ class ReplayHost:
                         history.append(self._event(
                             TASK_COMPLETED, -1, done, TaskScheduledId=task_id, Result=result))
                     else:
-                        reason, _, details = result.partition("\n")
+                        reason, _, details = result.partition(_DETAILS)
                         history.append(self._event(
                             TASK_FAILED, -1, done, TaskScheduledId=task_id, Reason=reason,
                             Details=details))
@@ -265,10 +266,15 @@ class ReplayHost:
         raise OrchestrationError(f"unsupported action {type(action).__name__}")
 
     def _run_activity(self, name: str, payload: str) -> tuple[bool, str]:
-        """Run an activity as the worker would: JSON in, JSON out, exceptions as failures."""
+        """Run an activity as the worker would: JSON in, JSON out, exceptions as failures.
+
+        A failure is worded as in Azure: the extension's TaskFailed reason is "Activity
+        function '<name>' failed: " + the host's exception message, which the worker writes as
+        "Result: Failure\nException: <Type>: <message>\nStack: ..."; details follow.
+        """
         function = self.registry.activities.get(name)
         if function is None:
-            return False, f"no activity named {name}\n"
+            return False, f"Activity function '{name}' failed: no such function{_DETAILS}"
         try:
             if self.activity_hook is not None:
                 self.activity_hook(name, json.loads(payload))
@@ -276,8 +282,10 @@ class ReplayHost:
             return True, json.dumps(result)
         except Exception as err:  # an activity failure is data for the orchestrator
             logger.debug("activity %s failed: %s", name, err)
-            details = "".join(traceback.format_exception_only(type(err), err)).strip()
-            return False, f"{err}\n{details}"
+            stack = "".join(traceback.format_tb(err.__traceback__)).strip()
+            reason = (f"Activity function '{name}' failed: Result: Failure\n"
+                      f"Exception: {type(err).__name__}: {err}\nStack: {stack}")
+            return False, f"{reason}{_DETAILS}{type(err).__name__}"
 
     @staticmethod
     def _event(event_type: int, event_id: int, moment: datetime, **fields: Any) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from typing import Any
 import azure.durable_functions as df
 import pytest
 
+from orchestrators.license_check import first_line
 from orchestrators.replay_host import NonDeterminismError, ReplayHost
 
 app = df.DFApp()
@@ -32,7 +33,7 @@ def catches(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped
     try:
         yield context.call_activity("explode", None)
     except Exception as err:
-        return {"caught": str(err).splitlines()[0].strip()}
+        return {"caught": str(err)}
     return {"caught": None}
 
 
@@ -113,9 +114,27 @@ def test_an_activity_failing_every_attempt_reaches_the_orchestrator_as_an_except
     assert calls.count("square:5") == 3
 
 
-def test_caught_activity_failure_carries_the_activity_message() -> None:
+def test_caught_activity_failure_is_worded_as_in_azure() -> None:
     result = ReplayHost(app, clock=Clock()).run("catches")
-    assert result.output == {"caught": "Genesys Cloud was unavailable (HTTP 503)"}
+    lines = result.output["caught"].splitlines()
+    assert lines[0] == "Activity function 'explode' failed: Result: Failure"
+    assert lines[1] == "Exception: ValueError: Genesys Cloud was unavailable (HTTP 503)"
+    assert lines[2].startswith("Stack: ")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Activity function 'acquire_token' failed: Result: Failure\n"
+     "Exception: AuthError: Genesys Cloud rejected the client id or secret at login.x (401)\n"
+     "Stack:   File ...\n \n AuthError",
+     "Genesys Cloud rejected the client id or secret at login.x (401)"),
+    ("Activity function 'evaluate' failed: the alert state is unavailable \n details",
+     "the alert state is unavailable"),
+    ("plain message \n details", "plain message"),
+])
+def test_the_orchestrator_reads_the_activity_message_out_of_the_failure(
+    text: str, expected: str,
+) -> None:
+    assert first_line(Exception(text)) == expected
 
 
 def test_replaying_the_recorded_history_gives_the_same_actions() -> None:

@@ -143,3 +143,28 @@ def test_purge_removes_finished_history_and_old_usage_rows(
     assert "createdTimeTo" in extension.purges[0]
     assert extension.instances == {}
     assert w.services.state.samples_between(old - timedelta(days=1), old + timedelta(days=1)) == []
+
+
+def test_every_binding_annotation_is_one_the_functions_worker_accepts() -> None:
+    # The Python worker indexes the app by checking each binding parameter's annotation: it
+    # must be a class or a typing generic (azure_functions_worker.functions); anything else
+    # ("binding request has invalid non-type annotation") stops the whole app from loading.
+    import collections.abc  # noqa: PLC0415
+    import typing  # noqa: PLC0415
+
+    def accepted(annotation: object) -> bool:
+        if isinstance(annotation, type):
+            return True
+        generic = isinstance(annotation, typing._GenericAlias | typing._SpecialGenericAlias)  # type: ignore[attr-defined]
+        return generic and annotation.__origin__ not in (  # type: ignore[attr-defined]
+            typing.Union, tuple, typing.ClassVar, collections.abc.Callable)
+
+    checked = 0
+    for name, function in registry_of(app).functions.items():
+        hints = typing.get_type_hints(getattr(function, "client_function", function))
+        for parameter, annotation in hints.items():
+            if parameter == "return":
+                continue
+            assert accepted(annotation), (name, parameter, annotation)
+            checked += 1
+    assert checked >= 10
