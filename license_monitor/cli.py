@@ -80,20 +80,30 @@ def run_check(
     return result.output
 
 
+def _unknown(error: str) -> dict[str, Any]:
+    return {"checked_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "level": "unknown", "error": error, "events": [], "notifications": []}
+
+
 def _check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     environ = dict(os.environ)
-    if args.settings:
-        load_local_settings(Path(args.settings), environ)
+    report: dict[str, Any] | None = None
     try:
+        if args.settings:
+            load_local_settings(Path(args.settings), environ)
         settings = Settings.from_env(environ)
     except ConfigError as problem:
         print(problem, file=err)
-        return 3
-    try:
-        report = run_check(settings, dry_run=args.dry_run)
-    except Exception as problem:
-        report = {"checked_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                  "level": "unknown", "error": str(problem), "events": [], "notifications": []}
+        report = _unknown(f"the settings are invalid ({len(problem.problems)} problem(s), "
+                          "listed on stderr)")
+    except (OSError, ValueError) as problem:  # unreadable or malformed --settings file
+        report = _unknown(f"cannot read the settings file {args.settings}: {problem}")
+        print(report["error"], file=err)
+    if report is None:
+        try:
+            report = run_check(settings, dry_run=args.dry_run)
+        except Exception as problem:
+            report = _unknown(str(problem))
     if args.json:
         out.write(json.dumps(report) + "\n")
     else:

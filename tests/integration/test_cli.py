@@ -92,11 +92,30 @@ def test_wrong_credentials_are_unknown_with_a_clear_error_and_no_secret(
 
 
 def test_bad_settings_list_every_problem_and_exit_unknown() -> None:
-    done = cli(["check"], {"LICENSE_CAPACITY": "many", "GENESYS_CLIENT_SECRET": "shh-123456"})
+    done = cli(["check", "--json"],
+               {"LICENSE_CAPACITY": "many", "GENESYS_CLIENT_SECRET": "shh-123456"})
     assert done.returncode == 3
     assert "GENESYS_CLIENT_ID is missing" in done.stderr
     assert "LICENSE_CAPACITY must be" in done.stderr
-    assert "shh-123456" not in done.stderr
+    assert "shh-123456" not in done.stderr + done.stdout
+    report = json.loads(done.stdout)  # still exactly one JSON object
+    assert report["level"] == "unknown"
+    assert "settings are invalid" in report["error"]
+
+
+@pytest.mark.parametrize("content", [None, "{not json"])
+def test_an_unreadable_settings_file_is_unknown_not_a_traceback(
+    tmp_path: Path, content: str | None,
+) -> None:
+    path = tmp_path / "local.settings.json"
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    done = cli(["check", "--json", "--settings", str(path)], {})
+    assert done.returncode == 3
+    report = json.loads(done.stdout)
+    assert report["level"] == "unknown"
+    assert "settings file" in report["error"]
+    assert "Traceback" not in done.stderr
 
 
 def test_human_output_is_one_line_per_check(
