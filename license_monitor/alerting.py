@@ -534,7 +534,8 @@ def decide(
     state = replace(current.state, last_checked_at=now)
     pending = (*previous.held, *events, *current.events)
     if quiet:
-        return Decision(state=replace(state, held=pending), events=(), level=current.level)
+        return Decision(state=replace(state, held=_compact_held(pending)), events=(),
+                        level=current.level)
     if previous.held:
         state, released = _release(pending, replace(state, held=()), policy, now)
         return Decision(state=state, events=released, level=current.level)
@@ -702,6 +703,24 @@ def _reminder_due(previous: AlertState, policy: Policy, now: datetime) -> bool:
 
 # ---- releasing what quiet hours held ----------------------------------------------------------
 
+def _compact_held(events: Sequence[AlertEvent]) -> tuple[AlertEvent, ...]:
+    """Keep only what _release can still use, so a long quiet window stays small in storage.
+
+    Per alert, the latest event of each kind; alerts that opened and closed inside the window
+    (breach and resolved, or failing and recovered) release nothing and are dropped.
+    """
+    latest: dict[tuple[str, str], AlertEvent] = {}
+    for event in events:
+        latest.pop((event.alert_id, event.event), None)
+        latest[(event.alert_id, event.event)] = event
+    names: dict[str, set[str]] = {}
+    for alert_id, name in latest:
+        names.setdefault(alert_id, set()).add(name)
+    closed = {alert_id for alert_id, seen in names.items()
+              if {"breach", "resolved"} <= seen or {"monitor_failing", "monitor_recovered"} <= seen}
+    return tuple(event for (alert_id, _), event in latest.items() if alert_id not in closed)
+
+
 def _release(
     pending: Sequence[AlertEvent], state: AlertState, policy: Policy, now: datetime
 ) -> tuple[AlertState, tuple[AlertEvent, ...]]:
@@ -725,6 +744,10 @@ def _release(
         latest = {event.event: event for event in events}
         if alert_id.startswith("breach-"):
             still_open = state.episode_id == alert_id
+            # An escalation nobody heard of, and no longer true: a later critical in this
+            # episode must be announced, so the episode is not escalated any more.
+            dropped_escalation = (still_open and "escalation" in names
+                                  and "breach" not in names and state.level != "critical")
             if "breach" in names:
                 if still_open:
                     released.append(_refreshed(latest["breach"], "breach", "ok",
@@ -742,6 +765,8 @@ def _release(
                 released.append(_refreshed(latest["reminder"], "reminder", state.level,
                                            state=state, policy=policy, now=now))
                 state = replace(state, last_notified_at=now)
+            if dropped_escalation:
+                state = replace(state, escalated=False)
         elif alert_id.startswith("failing-"):
             if "monitor_failing" in names:
                 if "monitor_recovered" not in names:

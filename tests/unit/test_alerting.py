@@ -706,3 +706,25 @@ def test_after_quiet_hours_what_was_announced_matches_the_state(
                 assert sent.count("resolved") <= 1
                 if alert_id != state.episode_id:  # ...and a closed one has been resolved
                     assert sent[-1] == "resolved"
+
+
+def test_a_long_quiet_window_with_flapping_usage_stays_small_in_storage() -> None:
+    policy = Policy(capacity=500, remind_every_minutes=30)
+    state = AlertState()
+    for step in range(600):  # two days of checks every 5 minutes, in and out of breach
+        concurrent = 480 if step % 4 < 2 else 300
+        state = decide(usage(concurrent), state, policy, NOW + timedelta(minutes=5 * step),
+                       quiet=True).state
+    assert len(state.held) <= 4
+    assert len(json.dumps(state.to_dict())) < 16 * 1024  # far below the 64 KiB property cap
+
+
+def test_an_escalation_held_and_no_longer_true_does_not_swallow_a_later_one() -> None:
+    state = decide(usage(460), AlertState(), POLICY, NOW).state  # warning, breach announced
+    state = decide(usage(490), state, POLICY, NOW + timedelta(minutes=5), quiet=True).state
+    back = decide(usage(430), state, POLICY, NOW + timedelta(minutes=10))  # 86 %
+    assert back.level == "warning"
+    assert names(back) == []  # the escalation is no longer true: nothing to send
+    again = decide(usage(490), back.state, POLICY, NOW + timedelta(minutes=15))
+    assert again.level == "critical"
+    assert names(again) == ["escalation"]
