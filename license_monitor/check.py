@@ -13,7 +13,7 @@ from license_monitor.roster import Roster, split
 from license_monitor.roster import load_roster as fetch_roster
 from license_monitor.runtime import Services, roster_version
 from license_monitor.settings import Settings
-from license_monitor.state import BillingSummary, StorageUnavailable
+from license_monitor.state import StorageUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -149,12 +149,12 @@ def _billing(
     settings = services.settings
     period = billing.billing_period_start(request.checked_at, settings.billing_anchor_day)
     minutes = {parse_timestamp(k): int(v) for k, v in minute_levels.items()}
-    if services.state is None:  # a dry run without storage: this window is all it knows
-        histogram: dict[int, int] = {}
-        for level in minutes.values():
-            histogram[level] = histogram.get(level, 0) + 1
-        summary = BillingSummary.of(period, histogram)
-    elif request.dry_run:
+    if services.state is None:
+        # A dry run without storage knows only this window, never 30 minutes of the period:
+        # the billable peak is unknown, not zero.
+        return {"period_start": period.isoformat(), "billable_peak": None,
+                "minutes_over_capacity": None}
+    if request.dry_run:
         summary = services.state.billing_summary(period)
     else:
         summary = services.state.record_minutes(period, minutes)

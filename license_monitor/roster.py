@@ -157,6 +157,14 @@ def build_roster(
             if any(license_pattern.search(lic) for lic in licenses.get(user_id, ()))
         }
         source = POOL_FROM_LICENSES
+        held = sorted({lic for user_id in active for lic in licenses.get(user_id, ())})
+        if held and not pool:
+            # License ids vary by org: a pattern matching none of them would report zero usage
+            # (and resolve any open alert). Unknown is the honest answer.
+            raise ValueError(
+                f"CONCURRENT_LICENSE_PATTERN {license_pattern.pattern!r} matches none of the "
+                f"license ids the active users hold ({', '.join(held[:10])}); set it to match "
+                "the concurrent-billed ones")
     agents = frozenset(user_id for user_id in pool if user_id in agent_ids)
     return Roster(
         built_at=now,

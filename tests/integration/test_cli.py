@@ -63,6 +63,8 @@ def test_check_json_prints_one_object_and_exits_by_level(
     assert report["level"] == level
     assert report["concurrent"]["peak"]["total"] == online
     assert report["capacity"] == 100
+    # No storage: the period's 30-minute figure is unknown, never a made-up zero.
+    assert report["billing"]["billable_peak"] is None
 
 
 def test_a_real_check_writes_state_and_notifies_nothing_without_channels(

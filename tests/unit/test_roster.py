@@ -130,3 +130,15 @@ def test_roster_survives_a_json_round_trip(
     data = json.loads(json.dumps(roster.to_dict()))
     assert Roster.from_dict(data) == roster
     assert data["agents"] == sorted(roster.agents)
+
+
+def test_a_license_pattern_matching_no_license_in_use_is_an_error_not_zero() -> None:
+    users = [User(id="u1", name="A", state="active"), User(id="u2", name="B", state="active")]
+    licenses = {"u1": ["cx_premium_3"], "u2": ["communicate"]}
+    with pytest.raises(ValueError, match="matches none of the license ids") as caught:
+        build_roster(users, licenses, {"u1"}, re.compile(r"(?i)^cloudcx\d"),
+                     datetime(2026, 11, 26, tzinfo=UTC))
+    assert "cx_premium_3" in str(caught.value)
+    roster = build_roster(users, licenses, {"u1"}, re.compile(r"(?i)^cx_premium"),
+                          datetime(2026, 11, 26, tzinfo=UTC))
+    assert roster.agents == frozenset({"u1"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import string
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from license_monitor.settings import ConfigError, Settings
@@ -172,6 +172,10 @@ def test_settings_are_frozen() -> None:
 @given(st.text(alphabet=string.ascii_letters + string.digits + "!#$%&*+/=?", min_size=12,
                max_size=40))
 def test_no_secret_in_errors_or_repr_whatever_it_is(secret: str) -> None:
+    # A "secret" that is a piece of an ordinary value (e.g. the default table name) would be
+    # found for the wrong reason.
+    assume(secret not in repr(Settings.from_env(VALID)))
+    assume(secret not in str(ConfigError(["LICENSE_CAPACITY must be an integer >= 1, got 'x'."])))
     env = {**VALID, "GENESYS_CLIENT_SECRET": secret, "LICENSE_CAPACITY": "x",
            "ALERT_WEBHOOK_SECRET": secret, "GRAPH_CLIENT_SECRET": secret}
     with pytest.raises(ConfigError) as caught:
