@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from license_monitor import alerting, billing, measure, notify, usage
@@ -157,7 +157,15 @@ def _billing(
     if request.dry_run:
         summary = services.state.billing_summary(period)
     else:
-        summary = services.state.record_minutes(period, minutes)
+        # A window that straddles the period start holds minutes of the previous period too:
+        # they count there (on its bill), not nowhere.
+        by_period: dict[date, dict[datetime, int]] = {}
+        for minute, level in minutes.items():
+            start = billing.billing_period_start(minute, settings.billing_anchor_day)
+            by_period.setdefault(start, {})[minute] = level
+        for start in sorted(by_period.keys() - {period}):
+            services.state.record_minutes(start, by_period[start])
+        summary = services.state.record_minutes(period, by_period.get(period, {}))
     return {
         "period_start": summary.period_start.isoformat(),
         "billable_peak": summary.billable_peak,

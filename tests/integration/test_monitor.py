@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import threading
 from collections.abc import Callable
+from datetime import UTC, date, datetime
 from typing import Any
 
 from license_monitor.simulator import Fault
@@ -174,3 +175,17 @@ def test_each_check_stores_one_usage_sample(world: Callable[..., World]) -> None
     samples = w.services.state.samples_between(first, second)
     assert [s["concurrent"]["peak"]["total"] for s in samples] == [60, 80]
     assert [s["checked_at"] for s in samples] == ["2026-11-26T08:20:00Z", "2026-11-26T08:40:00Z"]
+
+
+def test_a_window_across_the_period_start_bills_each_minute_to_its_period(
+    world: Callable[..., World],
+) -> None:
+    w = world()
+    w.now = datetime(2026, 11, 30, 23, 40, tzinfo=UTC)
+    w.at_level(50, minutes_later=25)  # check at 00:05: window 23:50 - 00:05
+    report = w.check()
+    assert report["billing"]["period_start"] == "2026-12-01"
+    assert w.services.state is not None
+    november = w.services.state.billing_summary(date(2026, 11, 1))
+    december = w.services.state.billing_summary(date(2026, 12, 1))
+    assert (november.minutes_recorded, december.minutes_recorded) == (10, 5)
