@@ -23,7 +23,7 @@ _WORKER_EXCEPTION = re.compile(r"^\s*Exception: [\w.]+: (?P<message>.+)$")
 _ACTIVITY_PREFIX = re.compile(r"^Activity function '[^']*' failed:\s*")
 
 
-def first_line(error: Exception) -> str:
+def activity_message(error: Exception) -> str:
     """The activity's own message out of the failure Durable hands back.
 
     In Azure the text reads "Activity function 'x' failed: Result: Failure\\nException:
@@ -59,15 +59,17 @@ def license_check(context: df.DurableOrchestrationContext) -> Generator[Any, Any
         ])
         measurement = {"roster": roster, "window": window, "presence": presence}
     except Exception as err:  # a failed measurement is a result ("unknown"), not a crash
-        failure = first_line(err)
+        failure = activity_message(err)
 
     try:
         verdict = yield context.call_activity_with_retry(
             "evaluate", STATE_RETRY, {**check, "measurement": measurement, "failure": failure})
     except Exception as err:
         # Storage is down: nothing can be decided or claimed; report it and change nothing.
-        reason = failure or first_line(err)
-        return {**check, "level": "unknown", "error": reason, "events": [], "notifications": []}
+        reason = failure or activity_message(err)
+        context.set_custom_status({"checked_at": check["checked_at"], "level": "unknown"})
+        return {"checked_at": check["checked_at"], "level": "unknown", "error": reason,
+                "events": [], "notifications": []}
 
     context.set_custom_status(verdict["status"])
     deliveries: list[dict[str, Any]] = []

@@ -9,7 +9,7 @@ from typing import Any
 import azure.durable_functions as df
 import pytest
 
-from orchestrators.license_check import first_line
+from orchestrators.license_check import activity_message
 from orchestrators.replay_host import NonDeterminismError, ReplayHost
 
 app = df.DFApp()
@@ -134,7 +134,7 @@ def test_caught_activity_failure_is_worded_as_in_azure() -> None:
 def test_the_orchestrator_reads_the_activity_message_out_of_the_failure(
     text: str, expected: str,
 ) -> None:
-    assert first_line(Exception(text)) == expected
+    assert activity_message(Exception(text)) == expected
 
 
 def test_replaying_the_recorded_history_gives_the_same_actions() -> None:
