@@ -7,6 +7,7 @@ TLS Graph look-alike reached through msal.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -303,10 +304,9 @@ class SwitchableProxy:
     @staticmethod
     def _pump(source: socket.socket, sink: socket.socket) -> None:
         try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
+            with contextlib.suppress(OSError):  # either side closing ends the pump
+                while data := source.recv(65536):
+                    sink.sendall(data)
         finally:
             for sock in (source, sink):
                 sock.close()
