@@ -7,6 +7,8 @@ token per OAuth client, so the token never crosses an activity boundary and is f
 from __future__ import annotations
 
 import hashlib
+import math
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -91,6 +93,7 @@ class TokenCache:
         return f"TokenCache(tokens={len(self._tokens)})"
 
 
+_TOKEN_TEXT = re.compile(r"[\x21-\x7e]+")
 _CACHE = TokenCache()
 
 
@@ -154,13 +157,16 @@ def parse_token_response(
         )
     value = body.get("access_token")
     expires_in = body.get("expires_in")
-    if not isinstance(value, str) or not value:
+    # Only visible ASCII can go into an Authorization header; anything else would make
+    # requests raise an error quoting the header, token included.
+    if not isinstance(value, str) or not _TOKEN_TEXT.fullmatch(value):
         raise UnexpectedResponse(
-            f"the token endpoint at {host} answered without an access_token",
+            f"the token endpoint at {host} answered without a usable access_token",
             status=status,
             correlation_id=correlation_id,
         )
-    if isinstance(expires_in, bool) or not isinstance(expires_in, int | float) or expires_in <= 0:
+    if (isinstance(expires_in, bool) or not isinstance(expires_in, int | float)
+            or not math.isfinite(expires_in) or expires_in <= 0):
         raise UnexpectedResponse(
             f"the token endpoint at {host} answered without a valid expires_in",
             status=status,

@@ -50,6 +50,7 @@ _TRANSPORT_ERRORS = (
     requests.ConnectionError,
     requests.Timeout,
     requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,  # a body that is not what its encoding says
 )
 
 
@@ -185,7 +186,8 @@ class GenesysClient:
             wait = None
             if should_retry(status, attempt, self._retry):
                 wait = backoff_seconds(attempt, retry_after, self._rng, self._retry, status=status)
-                if slept + wait > self._retry.max_total_seconds:
+                # The cap is on the whole request, answers included, not only on sleeping.
+                if max(self._clock() - started, slept) + wait > self._retry.max_total_seconds:
                     wait = None
             if wait is None:
                 elapsed = max(self._clock() - started, slept)
@@ -310,7 +312,7 @@ class GenesysClient:
         if 200 <= status < 300:
             try:
                 body = response.json(object_hook=object_hook) if object_hook else response.json()
-            except ValueError as err:
+            except (ValueError, ArithmeticError) as err:  # not JSON, or numbers like 1e999
                 raise UnexpectedResponse(
                     f"Genesys Cloud answered {method} {path} with a body that is not JSON",
                     status=status,
@@ -345,7 +347,7 @@ class GenesysClient:
         """Run a payload parser; a shape error becomes UnexpectedResponse (with correlation id)."""
         try:
             return parser(answer.body)
-        except (KeyError, TypeError, ValueError) as err:
+        except (KeyError, TypeError, ValueError, ArithmeticError) as err:
             raise UnexpectedResponse(
                 f"Genesys Cloud answered {what} with an unexpected shape: {err}",
                 status=answer.status,

@@ -6,6 +6,7 @@ UnexpectedResponse with the correlation id of the response it came from.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -83,15 +84,15 @@ def _text(obj: dict[str, Any], key: str, what: str) -> str:
 def _optional_int(value: Any, what: str) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise PayloadError(f"{what} is not a number")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise PayloadError(f"{what} is not a finite number")
     return int(value)
 
 
 def _timestamp(obj: dict[str, Any], key: str, what: str) -> datetime:
     try:
         return parse_timestamp(_text(obj, key, what))
-    except ValueError as err:
+    except (ValueError, OverflowError) as err:  # e.g. year 1 with an offset cannot be UTC
         raise PayloadError(f"{what} has an invalid {key!r}: {err}") from err
 
 

@@ -8,7 +8,7 @@ import random
 import socket
 import threading
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -689,7 +689,7 @@ def test_bad_secret_is_an_auth_error_naming_the_login_host_not_the_secret(
     assert sim.count("/api/") == 0
 
 
-def test_a_good_secret_after_a_bad_one_gets_its_own_token(
+def test_a_bad_secret_after_a_good_one_fails_instead_of_reusing_its_token(
     simulator: SimulatorFactory, sim_now: datetime
 ) -> None:
     sim = simulator(org_of([], sim_now))
@@ -892,9 +892,10 @@ def test_slow_answer_beyond_the_read_timeout_is_retried_then_succeeds(
 ) -> None:
     sim = simulator(org_of([], sim_now, queues=[SimQueue("q1", "Sales")]))
     sleep = RecordedSleep()
-    client = client_for(sim, sleep=sleep, timeout=(2.0, 0.2))
+    # A read timeout with room for a loaded machine to answer the token request in time.
+    client = client_for(sim, sleep=sleep, timeout=(2.0, 0.8))
     client.ensure_token()
-    sim.inject(Fault(kind="slow", path=QUEUES_PATH, delay_seconds=0.6))
+    sim.inject(Fault(kind="slow", path=QUEUES_PATH, delay_seconds=2.0))
 
     assert [q.id for q in client.iter_queues()] == ["q1"]
     assert len(sleep.calls) == 1
@@ -907,9 +908,9 @@ def test_persistently_slow_service_ends_in_unavailable_saying_it_timed_out(
 ) -> None:
     sim = simulator(org_of([], sim_now))
     sleep = RecordedSleep()
-    client = client_for(sim, sleep=sleep, timeout=(2.0, 0.2), retry=RetryPolicy(max_attempts=3))
+    client = client_for(sim, sleep=sleep, timeout=(2.0, 0.8), retry=RetryPolicy(max_attempts=3))
     client.ensure_token()
-    sim.inject(Fault(kind="slow", path=QUEUES_PATH, delay_seconds=0.5, times=None))
+    sim.inject(Fault(kind="slow", path=QUEUES_PATH, delay_seconds=2.0, times=None))
 
     with pytest.raises(
         Unavailable, match=r"unavailable \(timed out\).*after 3 attempts"
@@ -1000,3 +1001,31 @@ def test_forbidden_fault_names_the_permission_too(
         list(client.iter_user_licenses())
 
     assert excinfo.value.permission == "authorization:license:view"
+
+
+def test_numbers_and_times_outside_any_sane_range_are_unexpected_responses() -> None:
+    def users(query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+        return 200, {"entities": [], "pageNumber": 1, "pageSize": 500, "total": 0,
+                     "pageCount": float("inf")}
+
+    def details(query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+        return 200, {"totalHits": 1, "userDetails": [{"userId": "u1", "primaryPresence": [
+            {"startTime": "0001-01-01T00:00:00+01:00", "systemPresence": "AVAILABLE"}]}]}
+
+    with ScriptedGenesys({"/api/v2/users": users, DETAILS_PATH: details}) as server:
+        with pytest.raises(UnexpectedResponse):
+            list(server.client().iter_users())
+        with pytest.raises(UnexpectedResponse):
+            list(server.client().iter_presence_details(
+                datetime(2026, 11, 26, 11, 45, tzinfo=UTC), datetime(2026, 11, 26, 12, tzinfo=UTC)))
+
+
+@pytest.mark.parametrize("token", ["tok en", "secret-token-value\n", ""])
+def test_a_token_that_cannot_go_in_a_header_is_refused_without_quoting_it(token: str) -> None:
+    with pytest.raises(UnexpectedResponse) as caught:
+        auth.parse_token_response(
+            status=200, body={"access_token": token, "token_type": "bearer", "expires_in": 60},
+            login_url="https://login.mypurecloud.com", correlation_id="c-1", issued_at=0.0)
+    assert "usable access_token" in str(caught.value)
+    if token.strip():
+        assert token.strip() not in str(caught.value)
