@@ -7,11 +7,13 @@ import math
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import islice
 from typing import Any, NoReturn, TypeVar
 from urllib.parse import quote, urlsplit
 
@@ -608,12 +610,24 @@ class GenesysClient:
 def _fetch_concurrently(
     fetch: Callable[[int], T], numbers: range, parallel: int
 ) -> Generator[T, None, None]:
-    """Fetch pages on a thread pool (all under the shared budget); yield them in page order."""
+    """Fetch pages on a thread pool (all under the shared budget); yield them in page order.
+
+    At most 2 x parallel pages are in flight: a page count announced by the platform is not
+    trusted with memory or requests (the caller stops at the first empty page, and a wildly
+    wrong totalHits must not queue millions of requests).
+    """
     executor = ThreadPoolExecutor(max_workers=max(1, min(parallel, len(numbers))))
+    window = 2 * max(1, parallel)
+    pending: deque[Future[T]] = deque()
+    upcoming = iter(numbers)
     try:
-        futures: list[Future[T]] = [executor.submit(fetch, number) for number in numbers]
-        for future in futures:
-            yield future.result()
+        for number in islice(upcoming, window):
+            pending.append(executor.submit(fetch, number))
+        while pending:
+            page = pending.popleft().result()
+            for number in islice(upcoming, 1):
+                pending.append(executor.submit(fetch, number))
+            yield page
     finally:
         # Stop queued pages if the caller stops early or a page failed.
         executor.shutdown(wait=True, cancel_futures=True)

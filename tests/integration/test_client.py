@@ -1029,3 +1029,18 @@ def test_a_token_that_cannot_go_in_a_header_is_refused_without_quoting_it(token:
     assert "usable access_token" in str(caught.value)
     if token.strip():
         assert token.strip() not in str(caught.value)
+
+
+def test_a_wildly_wrong_total_hits_does_not_queue_its_pages(sim_now: datetime) -> None:
+    def details(query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+        if body["paging"]["pageNumber"] > 1:
+            return 200, {"totalHits": 10**8}
+        return 200, {"totalHits": 10**8, "userDetails": [{"userId": "u1", "primaryPresence": [
+            {"startTime": "2026-11-26T11:00:00.000Z", "systemPresence": "AVAILABLE"}]}]}
+
+    with ScriptedGenesys({DETAILS_PATH: details}) as server:
+        segments = list(server.client().iter_presence_details(
+            sim_now - timedelta(minutes=15), sim_now, parallel=4))
+        pages = [r for r in server.requests if r[1] == DETAILS_PATH]
+    assert [s.user_id for s in segments] == ["u1"]
+    assert len(pages) <= 1 + 2 * 4 + 4  # page 1, the window, and what was in flight
