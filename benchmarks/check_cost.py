@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from license_monitor.genesys.models import OFFLINE
-from license_monitor.simulator import GenesysSimulator, SimOrg, generate_org
-from license_monitor.simulator.azurite import start_azurite
+from simulator import GenesysSimulator, SimOrg, generate_org
+from simulator.azurite import start_azurite
 
 REPO = Path(__file__).resolve().parents[1]
 DAY = datetime(2026, 11, 26, tzinfo=UTC)

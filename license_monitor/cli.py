@@ -1,4 +1,4 @@
-"""Command line: `python -m license_monitor check|demo`.
+"""Command line: `python -m license_monitor check`.
 
 `check` runs the same license_check orchestration as the Function App, in this process, through
 the Durable SDK's replay engine; exit codes follow the monitoring-plugin convention.
@@ -114,12 +114,6 @@ def _check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return exit_code(str(report.get("level", "unknown")))
 
 
-def _demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from license_monitor.demo import run as run_demo  # noqa: PLC0415
-
-    return run_demo(out=out, users=int(args.users), seed=int(args.seed))
-
-
 def main(
     argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr
 ) -> int:
@@ -135,14 +129,8 @@ def main(
     check.add_argument("--settings", metavar="FILE",
                        help="read settings from a local.settings.json (environment wins)")
     check.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
-    demo = commands.add_parser("demo", help="play a breach story against the simulator")
-    demo.add_argument("--users", type=int, default=400)
-    demo.add_argument("--seed", type=int, default=7)
-    demo.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.ERROR, stream=err,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.command == "check":
-        return _check(args, out, err)
-    return _demo(args, out, err)
+    return _check(args, out, err)

@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 import trustme
 
-from license_monitor.demo import set_online
-from license_monitor.simulator import Fault
-from license_monitor.simulator.azurite import Azurite, connection_string
 from license_monitor.state import StateStore
+from simulator import Fault
+from simulator.azurite import Azurite, connection_string
+from simulator.demo import set_online
 from tests.fixtures.graph import CLIENT_ID, CLIENT_SECRET, TENANT, GraphServer
 from tests.fixtures.monitor import WEBHOOK_SECRET, WORLD_START, World
 from tests.fixtures.receivers import HttpReceiver

@@ -26,11 +26,11 @@ from license_monitor.genesys.budget import RequestBudget
 from license_monitor.genesys.client import GenesysClient
 from license_monitor.roster import AgentRule, load_roster
 from license_monitor.settings import Settings
-from license_monitor.simulator import GenesysSimulator, SimOrg, SimQueue, generate_org
-from license_monitor.simulator.azurite import Azurite
 from license_monitor.usage import window_active_users
 from orchestrators.replay_host import ReplayHost
 from orchestrators.starters import singleton_id
+from simulator import GenesysSimulator, SimOrg, SimQueue, generate_org
+from simulator.azurite import Azurite
 
 COLD_AT = datetime(2026, 11, 26, 18, 0, tzinfo=UTC)  # the evening shift: ~30% logged in
 WARM_AT = COLD_AT + timedelta(minutes=5)

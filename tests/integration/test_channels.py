@@ -11,8 +11,8 @@ import requests
 
 from license_monitor.alerting import AlertState, CheckFailure, Policy, Usage, decide
 from license_monitor.notify import DeliveryError, Notification, send
-from license_monitor.simulator.azurite import Azurite
 from license_monitor.state import StateStore
+from simulator.azurite import Azurite
 from tests.fixtures.graph import CLIENT_ID, CLIENT_SECRET, TENANT, GraphServer
 from tests.fixtures.receivers import HttpReceiver
 

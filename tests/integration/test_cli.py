@@ -1,4 +1,4 @@
-"""`python -m license_monitor check|demo` as a user runs it: a real process, real servers."""
+"""`python -m license_monitor check` and the demo, run as a user runs them, against real servers."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from license_monitor.demo import build_story_org, run, set_online
-from license_monitor.simulator import GenesysSimulator
-from license_monitor.simulator.azurite import Azurite
+from simulator import GenesysSimulator
+from simulator.azurite import Azurite
+from simulator.demo import build_story_org, run, set_online
 from tests.fixtures.monitor import WORLD_START
 
 REPO = Path(__file__).resolve().parents[2]

@@ -28,7 +28,7 @@ from license_monitor.genesys.errors import (
 )
 from license_monitor.genesys.models import PresenceSegment
 from license_monitor.genesys.retry import RetryPolicy
-from license_monitor.simulator import (
+from simulator import (
     Fault,
     GenesysSimulator,
     SimGroup,

@@ -30,7 +30,7 @@ from license_monitor.roster import (
     load_roster,
     parse_agent_rule,
 )
-from license_monitor.simulator import GenesysSimulator, SimOrg, SimUser, generate_org
+from simulator import GenesysSimulator, SimOrg, SimUser, generate_org
 
 CX = re.compile(r"(?i)^cloudcx\d")
 QUEUE_RULE = AgentRule("queue")

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
-from license_monitor.simulator import Fault
+from simulator import Fault
 from tests.fixtures.monitor import WEBHOOK_SECRET, World
 
 

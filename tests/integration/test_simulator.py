@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from license_monitor.genesys.models import format_interval, parse_timestamp
-from license_monitor.simulator import (
+from simulator import (
     Fault,
     GenesysSimulator,
     SimOrg,

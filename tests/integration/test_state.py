@@ -15,17 +15,17 @@ from azure.data.tables import TableServiceClient
 from license_monitor.alerting import AlertState, CheckFailure, Policy, Usage
 from license_monitor.notify import DeliveryError, send
 from license_monitor.roster import Roster
-from license_monitor.simulator.azurite import (
+from license_monitor.state import (
+    Evaluation,
+    StateStore,
+    StorageUnavailable,
+)
+from simulator.azurite import (
     DEV_KEY,
     Azurite,
     connection_string,
     free_port,
     start_azurite,
-)
-from license_monitor.state import (
-    Evaluation,
-    StateStore,
-    StorageUnavailable,
 )
 from tests.fixtures.receivers import HttpReceiver
 

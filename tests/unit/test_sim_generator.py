@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from license_monitor.simulator import (
+from simulator import (
     SimOrg,
     SimSegment,
     SimUser,
@@ -18,7 +18,7 @@ from license_monitor.simulator import (
     load_scenario,
     save_scenario,
 )
-from license_monitor.simulator.model import SYSTEM_PRESENCES
+from simulator.model import SYSTEM_PRESENCES
 
 OrgFactory = Callable[..., SimOrg]
 

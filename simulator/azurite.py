@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 AZURITE_TABLE = REPO / "node_modules" / ".bin" / "azurite-table"
 # Azurite's well-known development account (public, documented by Microsoft).
 DEV_ACCOUNT = "devstoreaccount1"

@@ -1,9 +1,9 @@
 """A Genesys Cloud look-alike: an org model, a seeded generator and a real local HTTP server."""
 
-from license_monitor.simulator.generator import DEFAULT_SHIFTS, Shift, generate_org
-from license_monitor.simulator.model import SimGroup, SimOrg, SimQueue, SimRole, SimSegment, SimUser
-from license_monitor.simulator.scenario import load_scenario, save_scenario
-from license_monitor.simulator.server import Fault, GenesysSimulator, RecordedRequest
+from simulator.generator import DEFAULT_SHIFTS, Shift, generate_org
+from simulator.model import SimGroup, SimOrg, SimQueue, SimRole, SimSegment, SimUser
+from simulator.scenario import load_scenario, save_scenario
+from simulator.server import Fault, GenesysSimulator, RecordedRequest
 
 __all__ = [
     "DEFAULT_SHIFTS",

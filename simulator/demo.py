@@ -1,4 +1,4 @@
-"""`python -m license_monitor demo`: a breach story played through real checks, all local.
+"""`python -m simulator.demo`: a breach story played through real checks, all local.
 
 The Genesys simulator serves an organization whose logged-in count the story sets; Azurite
 holds the alert state; a local webhook receiver prints every alert it gets. Each check is the
@@ -8,16 +8,20 @@ each 15-minute window sees one level of the story.
 
 from __future__ import annotations
 
+import argparse
 import json
+import logging
 import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
+from license_monitor.cli import run_check, summary_line
 from license_monitor.settings import Settings
-from license_monitor.simulator import (
+from simulator import (
     GenesysSimulator,
     SimOrg,
     SimQueue,
@@ -25,8 +29,8 @@ from license_monitor.simulator import (
     SimSegment,
     SimUser,
 )
-from license_monitor.simulator.azurite import start_azurite
-from license_monitor.simulator.receiver import HttpReceiver
+from simulator.azurite import start_azurite
+from simulator.receiver import HttpReceiver
 
 STORY_START = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 STEP = timedelta(minutes=20)
@@ -133,8 +137,6 @@ def _fixed(moment: datetime) -> Callable[[], datetime]:
 
 def run(out: TextIO, users: int = 400, seed: int = 7) -> int:
     """Play the story and print each check and each alert received."""
-    from license_monitor.cli import run_check, summary_line  # noqa: PLC0415
-
     del seed  # the story org is fully determined by its size
     os.environ.setdefault("AZURE_FUNCTIONS_DURABLE_STRICT_TYPING", "0")
     capacity = max(10, round(users * 0.25))
@@ -170,3 +172,22 @@ def run(out: TextIO, users: int = 400, seed: int = 7) -> int:
         out.write("Last alert payload:\n" + json.dumps(receiver.delivered[-1].body, indent=2)
                   + "\n" if seen else "")
     return 0 if worst < 3 else 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m simulator.demo`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m simulator.demo",
+        description="Play a breach story against the Genesys simulator, all local.")
+    parser.add_argument("--users", type=int, default=400)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.ERROR, stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return run(out=sys.stdout, users=args.users, seed=args.seed)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -23,8 +23,8 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from license_monitor.simulator.endpoints import ApiError, ApiRequest, resolve
-from license_monitor.simulator.model import SimOrg
+from simulator.endpoints import ApiError, ApiRequest, resolve
+from simulator.model import SimOrg
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Serve a simulated Genesys Cloud org: python -m license_monitor.simulator --users 500 --seed 1."""
+"""Serve a simulated Genesys Cloud org: python -m simulator --users 500 --seed 1."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from license_monitor.genesys.models import OFFLINE, format_timestamp, parse_timestamp
-from license_monitor.simulator.generator import generate_org
-from license_monitor.simulator.model import SimOrg
-from license_monitor.simulator.scenario import load_scenario, save_scenario
-from license_monitor.simulator.server import GenesysSimulator
+from simulator.generator import generate_org
+from simulator.model import SimOrg
+from simulator.scenario import load_scenario, save_scenario
+from simulator.server import GenesysSimulator
 
 # A live demo pre-generates this much future so `now` can follow the wall clock for a day.
 LIVE_FUTURE_HOURS = 24.0
@@ -20,7 +20,7 @@ LIVE_FUTURE_HOURS = 24.0
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m license_monitor.simulator",
+        prog="python -m simulator",
         description="Serve a simulated Genesys Cloud org on 127.0.0.1 for demos and tests.",
     )
     parser.add_argument("--users", type=int, default=500, help="users to generate (default 500)")

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from license_monitor.genesys.models import format_interval, format_timestamp, parse_timestamp
-from license_monitor.simulator.model import (
+from simulator.model import (
     SYSTEM_PRESENCES,
     USERS_API_SPELLING,
     SimOrg,

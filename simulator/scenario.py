@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from license_monitor.simulator.model import SimOrg
+from simulator.model import SimOrg
 
 
 def save_scenario(org: SimOrg, path: str | Path) -> None:

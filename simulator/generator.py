@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from license_monitor.simulator.model import (
+from simulator.model import (
     SimGroup,
     SimOrg,
     SimQueue,
