@@ -25,21 +25,9 @@ def acquire_token(request: dict) -> dict:
 
 
 @bp.activity_trigger(input_name="request")
-def load_roster(request: dict) -> dict:
-    """Pool and agent/admin classes, from the cache while fresh; returns a summary."""
-    return check.load_roster(runtime.services(), check.CheckRequest.from_dict(request))
-
-
-@bp.activity_trigger(input_name="request")
-def query_window_activity(request: dict) -> dict:
-    """Users active at any time in the window (users aggregates query)."""
-    return check.query_window_activity(runtime.services(), check.CheckRequest.from_dict(request))
-
-
-@bp.activity_trigger(input_name="request")
-def query_presence_details(request: dict) -> dict:
-    """Exact concurrency now and at the window's peak (user details query)."""
-    return check.query_presence_details(runtime.services(), check.CheckRequest.from_dict(request))
+def measure_usage(request: dict) -> dict:
+    """Window activity, exact concurrency and the agent/admin split, from one roster."""
+    return check.measure_usage(runtime.services(), check.CheckRequest.from_dict(request))
 
 
 @bp.activity_trigger(input_name="request")

@@ -28,7 +28,7 @@ from license_monitor import runtime
 from license_monitor.genesys.client import GenesysClient
 from license_monitor.genesys.models import parse_timestamp
 from license_monitor.settings import Settings
-from license_monitor.state import StateStore
+from license_monitor.state import StateStore, StateTable
 
 OFFLINE_SPELLINGS = {"offline", "OFFLINE", "Offline"}
 
@@ -134,7 +134,7 @@ def run_check(spec: dict[str, Any]) -> dict[str, Any]:
     table = TableClient.from_connection_string(
         spec["connection"], spec["table"], raw_request_hook=meter, retry_total=3,
         connection_timeout=5, read_timeout=20)
-    state = StateStore(table, settings.org_key)
+    state = StateStore(StateTable(table, settings.org_key))
     log = RequestLog()
     client = GenesysClient(
         api_url=settings.api_url, login_url=settings.login_url, client_id=settings.client_id,

@@ -12,9 +12,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import Any, Literal, Protocol, cast
 from zoneinfo import ZoneInfo
+
+from license_monitor.times import compact_time, format_time, parse_time, utc
 
 Level = Literal["ok", "warning", "critical"]
 LEVELS: tuple[Level, ...] = ("ok", "warning", "critical")
@@ -38,22 +40,6 @@ _SERVER_STATUS = re.compile(r"\bHTTP 5\d\d\b")
 MINUTES_PER_DAY = 24 * 60
 
 
-def _utc(moment: datetime) -> datetime:
-    if moment.tzinfo is None:
-        raise ValueError(f"a naive datetime is ambiguous here; pass an aware UTC time ({moment})")
-    return moment.astimezone(UTC)
-
-
-def format_time(moment: datetime) -> str:
-    """Format an aware datetime as '2026-11-26T12:00:00Z' (whole seconds, UTC)."""
-    return _utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(text: str) -> datetime:
-    """Parse an ISO-8601 timestamp with a zone ('...Z' or '+00:00') as aware UTC."""
-    return _utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
-
-
 def _optional_time(text: Any) -> datetime | None:
     return None if text is None else parse_time(str(text))
 
@@ -64,10 +50,6 @@ def _optional_format(moment: datetime | None) -> str | None:
 
 def _optional_int(value: Any) -> int | None:
     return None if value is None else int(value)
-
-
-def _compact(moment: datetime) -> str:
-    return _utc(moment).strftime("%Y%m%dT%H%M%SZ")
 
 
 @dataclass(frozen=True)
@@ -247,7 +229,7 @@ class AlertEvent:
     def key(self) -> str:
         """Identity of this notification within its alert: one per event, reminder and peak."""
         if self.event == "reminder":
-            return f"{self.alert_id}:reminder-{_compact(self.occurred_at)}"
+            return f"{self.alert_id}:reminder-{compact_time(self.occurred_at)}"
         if self.event == "overage_locked_in" and self.billing is not None:
             return f"{self.alert_id}:overage-{self.billing.billable_peak}"
         return f"{self.alert_id}:{self.event}"
@@ -432,7 +414,7 @@ def is_quiet(moment: datetime, windows: Iterable[QuietWindowLike], zone: str | t
     into the next day; 24:00 is the end of the day. Wall-clock reading means a 22:00-06:00
     window is eight hours in winter and the same wall-clock span across a DST change.
     """
-    local = _utc(moment).astimezone(ZoneInfo(zone) if isinstance(zone, str) else zone)
+    local = utc(moment).astimezone(ZoneInfo(zone) if isinstance(zone, str) else zone)
     day = local.weekday()
     minute = local.hour * 60 + local.minute
     for window in windows:
@@ -487,7 +469,7 @@ def _one_line(text: str) -> str:
 
 
 def _failure_alert_id(failing_since: datetime) -> str:
-    return f"failing-{_compact(failing_since)}"
+    return f"failing-{compact_time(failing_since)}"
 
 
 def _failed_checks(count: int) -> str:
@@ -511,7 +493,7 @@ def decide(
         missed: earlier failed checks the state could not record (storage was down), oldest
             first; those newer than the last decided check are counted before this one.
     """
-    now = _utc(now)
+    now = utc(now)
     if previous.last_checked_at is not None and now <= previous.last_checked_at:
         # A repeated or out-of-order check: deciding it again would count a failure twice or
         # let old figures overrule newer ones.
@@ -522,7 +504,7 @@ def decide(
     state = previous
     events: list[AlertEvent] = []
     for when, failure in sorted(missed, key=lambda item: item[0]):
-        moment = _utc(when)
+        moment = utc(when)
         if (state.last_checked_at is None or moment > state.last_checked_at) and moment < now:
             step = _decide_failure(failure, state, policy, moment)
             state = replace(step.state, last_checked_at=moment)
@@ -628,9 +610,9 @@ def _decide_usage(usage: Usage, previous: AlertState, policy: Policy, now: datet
 
     was_breached = previous.level != "ok"
     is_breached = level != "ok"
-    episode_id = previous.episode_id or f"breach-{_compact(previous.episode_started_at or now)}"
+    episode_id = previous.episode_id or f"breach-{compact_time(previous.episode_started_at or now)}"
     if is_breached and not was_breached:
-        episode_id = f"breach-{_compact(now)}"
+        episode_id = f"breach-{compact_time(now)}"
         events.append(event("breach", episode_id, previous.level, message))
         # A breach straight to critical has already told people it is critical: the episode
         # has no escalation left to announce.

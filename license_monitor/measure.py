@@ -1,4 +1,8 @@
-"""One usage measurement against Genesys Cloud: window activity, exact concurrency, the split."""
+"""One usage measurement against Genesys Cloud: window activity, exact concurrency, the split.
+
+`measure()` is the one measurement path: the measure_usage activity runs it, and so do the
+tests. Every figure of one check comes from one roster, rebuilt at most once per check.
+"""
 
 from __future__ import annotations
 
@@ -8,30 +12,18 @@ import re
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from license_monitor.genesys.models import OFFLINE, PresenceSegment, normalise_presence
 from license_monitor.roster import AgentRule, Roster, Split, load_roster, split
-from license_monitor.usage import Concurrency, measure_concurrency
+from license_monitor.times import format_precise, parse_time
+from license_monitor.usage import measure_concurrency
 
 if TYPE_CHECKING:
     from license_monitor.genesys.client import GenesysClient
 
 logger = logging.getLogger(__name__)
-
-
-def format_utc(moment: datetime) -> str:
-    """ISO-8601 UTC with a 'Z' suffix: '2026-11-26T12:00:00Z' (fractions only when present)."""
-    return moment.astimezone(UTC).replace(tzinfo=None).isoformat() + "Z"
-
-
-def parse_utc(text: str) -> datetime:
-    """Parse format_utc() output (or any ISO-8601 timestamp with a zone) as aware UTC."""
-    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if parsed.tzinfo is None:
-        raise ValueError(f"timestamp without a time zone: {text!r}")
-    return parsed.astimezone(UTC)
 
 
 @dataclass(frozen=True)
@@ -52,15 +44,17 @@ class UsageReport:
     def to_dict(self) -> dict[str, Any]:
         """JSON form using the CLI's field names (DESIGN.md §9)."""
         return {
-            "checked_at": format_utc(self.checked_at),
-            "window": {"start": format_utc(self.window_start), "end": format_utc(self.window_end)},
+            "checked_at": format_precise(self.checked_at),
+            "window": {"start": format_precise(self.window_start),
+                       "end": format_precise(self.window_end)},
             "concurrent": {"now": self.now.to_dict(), "peak": self.peak.to_dict()},
             "window_distinct": self.window_distinct,
-            "peak_at": format_utc(self.peak_at),
+            "peak_at": format_precise(self.peak_at),
             "pool_source": self.pool_source,
             "unclassified": self.unclassified,
             "minute_levels": {
-                format_utc(minute): level for minute, level in sorted(self.minute_levels.items())
+                format_precise(minute): level
+                for minute, level in sorted(self.minute_levels.items())
             },
         }
 
@@ -68,17 +62,17 @@ class UsageReport:
     def from_dict(cls, data: Mapping[str, Any]) -> UsageReport:
         """Rebuild a report from to_dict() output."""
         return cls(
-            checked_at=parse_utc(data["checked_at"]),
-            window_start=parse_utc(data["window"]["start"]),
-            window_end=parse_utc(data["window"]["end"]),
+            checked_at=parse_time(data["checked_at"]),
+            window_start=parse_time(data["window"]["start"]),
+            window_end=parse_time(data["window"]["end"]),
             now=Split.from_dict(data["concurrent"]["now"]),
             peak=Split.from_dict(data["concurrent"]["peak"]),
             window_distinct=int(data["window_distinct"]),
-            peak_at=parse_utc(data["peak_at"]),
+            peak_at=parse_time(data["peak_at"]),
             pool_source=str(data["pool_source"]),
             unclassified=int(data["unclassified"]),
             minute_levels={
-                parse_utc(minute): int(level) for minute, level in data["minute_levels"].items()
+                parse_time(minute): int(level) for minute, level in data["minute_levels"].items()
             },
         )
 
@@ -107,11 +101,6 @@ def strangers(user_ids: Iterable[str], roster: Roster) -> frozenset[str]:
 
 
 # ------------------------------------------------------------------ Genesys reads
-
-
-def fetch_window_activity(client: GenesysClient, start: datetime, end: datetime) -> frozenset[str]:
-    """Every user with non-OFFLINE time in the window (one users aggregates query)."""
-    return client.users_logged_in(start, end)
 
 
 def fetch_segments(
@@ -150,25 +139,6 @@ def refresh_for_strangers(
     return dataclasses.replace(rebuilt, unresolved=still_unknown)
 
 
-def query_window_distinct(
-    client: GenesysClient, start: datetime, end: datetime, roster: Roster
-) -> int:
-    """Pool users with any logged-in time in [start, end] (what a naive script reports)."""
-    return split(fetch_window_activity(client, start, end), roster).total
-
-
-def query_concurrency(
-    client: GenesysClient,
-    start: datetime,
-    end: datetime,
-    roster: Roster,
-    parallel_pages: int = 4,
-) -> Concurrency:
-    """Exact concurrency of pool users over [start, end] from user details segments."""
-    segments = fetch_segments(client, start, end, parallel_pages)
-    return measure_concurrency(segments, start, end, include=roster.in_pool)
-
-
 # ------------------------------------------------------------------ one whole measurement
 
 
@@ -196,7 +166,7 @@ def measure(
     # The three reads are independent: run them side by side (the client is thread-safe and
     # every request still goes through its request budget).
     with ThreadPoolExecutor(max_workers=3) as pool:
-        active_future = pool.submit(fetch_window_activity, client, start, now)
+        active_future = pool.submit(client.users_logged_in, start, now)
         segments_future = pool.submit(fetch_segments, client, start, now, parallel_pages)
         if cached is None:
             current = pool.submit(load_roster, client, rule, license_pattern, now).result()
@@ -205,6 +175,8 @@ def measure(
         active = active_future.result()
         segments = segments_future.result()
 
+    # Anyone logged in per the details was active in the window, whatever the aggregates say
+    # (they are computed apart and may lag): so window_distinct >= peak, always.
     logged_in = active | online_users(segments, start, now)
     if cached is not None:
         current = refresh_for_strangers(
@@ -222,7 +194,7 @@ def measure(
         window_end=now,
         now=split(concurrency.now_users, current),
         peak=split(concurrency.peak_users, current),
-        window_distinct=split(active, current).total,
+        window_distinct=split(logged_in, current).total,
         peak_at=concurrency.peak_at,
         pool_source=current.pool_source,
         unclassified=len(current.unresolved & logged_in),
@@ -240,7 +212,7 @@ def _log_report(report: UsageReport) -> None:
         report.now.agents,
         report.now.admins,
         report.peak.total,
-        format_utc(report.peak_at),
+        format_precise(report.peak_at),
         report.window_distinct,
         report.pool_source,
     )

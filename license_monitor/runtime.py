@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import requests
 
+from license_monitor.genesys import auth
 from license_monitor.genesys.client import GenesysClient
 from license_monitor.roster import Roster
 from license_monitor.settings import ConfigError, Settings
@@ -32,8 +33,8 @@ class Services:
     client: GenesysClient
     state: StateStore | None  # None only for a dry run with no storage configured
     http: requests.Session
-    # Rosters by version: the measurement activities reuse the one load_roster just built.
-    rosters: dict[str, Roster] = field(default_factory=dict)
+    # The roster this process measured with last: what a dry run without storage reuses.
+    roster: Roster | None = None
     # How retries wait (Genesys requests, alert deliveries); tests pass one that records.
     sleep: Callable[[float], None] = time.sleep
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -56,20 +57,6 @@ class Services:
         state = state_store(settings) if require_state or has_storage else None
         return cls(settings=settings, client=client, state=state, http=channel_session(),
                    sleep=sleep)
-
-    def remember(self, roster: Roster) -> str:
-        """Keep a roster in memory (latest few) and return its version."""
-        version = roster_version(roster)
-        with self.lock:
-            self.rosters[version] = roster
-            while len(self.rosters) > 3:
-                self.rosters.pop(next(iter(self.rosters)))
-        return version
-
-
-def roster_version(roster: Roster) -> str:
-    """A roster's identity: when it was built (rosters are immutable once built)."""
-    return roster.built_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def channel_session() -> requests.Session:
@@ -123,8 +110,9 @@ def services() -> Services:
 
 
 def install(new: Services | None) -> None:
-    """Use these services in this process (CLI, tests); None forgets them."""
+    """Use these services in this process (CLI, tests); None forgets them and their tokens."""
     global _services, _settings  # noqa: PLW0603
+    auth.clear_cache()
     with _lock:
         _services = new
         _settings = None if new is None else new.settings

@@ -12,15 +12,11 @@ from license_monitor.genesys.models import OFFLINE, PresenceSegment, normalise_p
 MINUTE = timedelta(minutes=1)
 
 
-def window_active_users(aggregates: Mapping[str, Mapping[str, int]]) -> frozenset[str]:
-    """Return the users with any non-OFFLINE presence time (sum > 0) in the aggregates."""
-    return frozenset(
-        user_id
-        for user_id, by_presence in aggregates.items()
-        if any(
-            millis > 0 and normalise_presence(qualifier) != OFFLINE
-            for qualifier, millis in by_presence.items()
-        )
+def logged_in_during(seconds_by_presence: Mapping[str, int]) -> bool:
+    """Whether a user had any non-OFFLINE time (tSystemPresence sums per presence, any spelling)."""
+    return any(
+        amount > 0 and normalise_presence(presence) != OFFLINE
+        for presence, amount in seconds_by_presence.items()
     )
 
 

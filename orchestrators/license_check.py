@@ -1,4 +1,9 @@
-"""The license_check orchestrator: token, fan out the measurement, evaluate, notify."""
+"""The license_check orchestrator: token, measure, evaluate, notify.
+
+The measurement is one activity: its three reads (aggregates, details pages, roster) run in
+parallel inside it, so every figure comes from one roster rebuilt at most once, and every
+Genesys request of a check goes through one process's request budget.
+"""
 
 from __future__ import annotations
 
@@ -51,13 +56,8 @@ def license_check(context: df.DurableOrchestrationContext) -> Generator[Any, Any
     failure: str | None = None
     try:
         yield context.call_activity_with_retry("acquire_token", MEASURE_RETRY, check)
-        roster = yield context.call_activity_with_retry("load_roster", MEASURE_RETRY, check)
-        with_roster = {**check, "roster_version": roster["version"]}
-        window, presence = yield context.task_all([
-            context.call_activity_with_retry("query_window_activity", MEASURE_RETRY, with_roster),
-            context.call_activity_with_retry("query_presence_details", MEASURE_RETRY, with_roster),
-        ])
-        measurement = {"roster": roster, "window": window, "presence": presence}
+        measurement = yield context.call_activity_with_retry(
+            "measure_usage", MEASURE_RETRY, check)
     except Exception as err:  # a failed measurement is a result ("unknown"), not a crash
         failure = activity_message(err)
 

@@ -109,6 +109,7 @@ async def purge_history(timer: func.TimerRequest, client: df.DurableOrchestratio
         created_time_from=datetime(2020, 1, 1, tzinfo=UTC), created_time_to=cutoff,
         runtime_status=FINISHED)
     state = runtime.services().state
-    removed = state.purge_older_than(now - timedelta(days=settings.retention_days)) if state else 0
+    cutoff = now - timedelta(days=settings.retention_days)
+    removed = state.retention.purge_older_than(cutoff) if state else 0
     logger.info("Purged %s orchestration instance(s) and %s usage row(s)",
                 result.instances_deleted, removed)

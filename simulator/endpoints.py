@@ -537,7 +537,7 @@ def users(org: SimOrg, request: ApiRequest) -> Payload:
     if state not in ("active", "inactive", "deleted", "any"):
         raise bad_request(f"state {state!r} is not valid; use active, inactive, deleted or any")
     expand = {e.strip() for v in request.query.get("expand", []) for e in v.split(",")}
-    selected = [u for u in org.users if state in ("any", u.state)]
+    selected = [u for u in org.users if state in ("any", u.state) and u.listed]
     role_names = {role.id: role.name for role in org.roles}
 
     def render(user: SimUser) -> Payload:

@@ -68,6 +68,9 @@ class SimUser:
     role_ids: list[str] = field(default_factory=list)
     group_ids: list[str] = field(default_factory=list)
     segments: list[SimSegment] = field(default_factory=list)  # sorted, non-overlapping
+    # False: in a division the OAuth client's directory role does not cover, so absent from
+    # GET /api/v2/users, while analytics still reports the user's presence.
+    listed: bool = True
 
 
 @dataclass(slots=True)
@@ -220,6 +223,7 @@ class SimOrg:
                     "queueIds": list(u.queue_ids),
                     "roleIds": list(u.role_ids),
                     "groupIds": list(u.group_ids),
+                    "listed": u.listed,
                     "segments": [
                         [
                             format_timestamp(s.start),
@@ -247,6 +251,7 @@ class SimOrg:
                         queue_ids=[str(x) for x in u.get("queueIds", [])],
                         role_ids=[str(x) for x in u.get("roleIds", [])],
                         group_ids=[str(x) for x in u.get("groupIds", [])],
+                        listed=bool(u.get("listed", True)),
                         segments=[_segment_from_json(s) for s in u.get("segments", [])],
                     )
                     for u in data["users"]

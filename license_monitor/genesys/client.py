@@ -362,27 +362,6 @@ class GenesysClient:
         """Obtain (or reuse) the access token now, so bad credentials fail fast with AuthError."""
         self._token()
 
-    def users_aggregates(
-        self, start: datetime, end: datetime, user_ids: Sequence[str] | None = None
-    ) -> dict[str, dict[str, int]]:
-        """userId -> {presence: milliseconds} over [start, end] (tSystemPresence).
-
-        With user_ids, one query per 100 ids; an empty sequence asks nothing and returns {}.
-        """
-        if end <= start:
-            raise ValueError("the interval end must be after its start")
-        totals: dict[str, dict[str, int]] = {}
-        path = "/api/v2/analytics/users/aggregates/query"
-        for body in payloads.aggregates_queries(start, end, user_ids):
-            answer = self._call("POST", path, json=body)
-            for user_id, per_presence in self._parse(
-                answer, payloads.parse_aggregates, f"POST {path}"
-            ).items():
-                merged = totals.setdefault(user_id, {})
-                for presence, milliseconds in per_presence.items():
-                    merged[presence] = merged.get(presence, 0) + milliseconds
-        return totals
-
     def users_logged_in(self, start: datetime, end: datetime) -> frozenset[str]:
         """Users with any non-OFFLINE time in [start, end]: one org-wide aggregates query.
 
@@ -513,13 +492,6 @@ class GenesysClient:
             yield listing.entities, answer
             page_count = listing.page_count
 
-    def iter_pages(
-        self, path: str, params: dict[str, Any], *, parallel: int = 1
-    ) -> Iterator[list[dict[str, Any]]]:
-        """GET a paged listing: entities page by page until an empty page or the last page."""
-        for entities, _ in self._iter_listing_pages(path, params, parallel):
-            yield entities
-
     def _iter_parsed(
         self,
         path: str,
@@ -575,14 +547,6 @@ class GenesysClient:
         yield from self._iter_parsed(
             path, {"pageSize": page_size}, payloads.parse_entity_id, parallel
         )
-
-    def iter_user_queue_ids(self, user_id: str, *, joined: bool | None = None) -> Iterator[str]:
-        """Ids of a user's queues; the platform's default is joined queues only."""
-        params: dict[str, Any] = {"pageSize": 100}
-        if joined is not None:
-            params["joined"] = "true" if joined else "false"
-        path = f"/api/v2/users/{_segment(user_id)}/queues"
-        yield from self._iter_parsed(path, params, payloads.parse_entity_id)
 
     def iter_groups(self, page_size: int = 100) -> Iterator[NamedEntity]:
         """Every group."""

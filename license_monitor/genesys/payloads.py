@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import Any
 
 from license_monitor.genesys.models import (
-    OFFLINE,
     NamedEntity,
     PresenceSegment,
     User,
@@ -22,6 +21,7 @@ from license_monitor.genesys.models import (
     normalise_presence,
     parse_timestamp,
 )
+from license_monitor.usage import logged_in_during
 
 # Every system presence except OFFLINE, in the analytics spelling: "logged in" means any of these.
 # The details query has no "not equals" operator, so "not OFFLINE" is an OR of these matches.
@@ -172,23 +172,6 @@ def parse_aggregate_result(result: Any) -> tuple[str, dict[str, int]]:
     return user_id, per_presence
 
 
-def parse_aggregates(body: Any) -> dict[str, dict[str, int]]:
-    """Users aggregates response -> userId -> {normalised presence: milliseconds}."""
-    response = _object(body, "aggregates response")
-    totals: dict[str, dict[str, int]] = {}
-    for result in _list(response.get("results", []), "aggregates results"):
-        user_id, per_presence = parse_aggregate_result(result)
-        merged = totals.setdefault(user_id, {})
-        for presence, milliseconds in per_presence.items():
-            merged[presence] = merged.get(presence, 0) + milliseconds
-    return totals
-
-
-def _logged_in(per_presence: dict[str, int]) -> bool:
-    """Any non-OFFLINE time at all (presences are normalised already)."""
-    return any(ms > 0 and presence != OFFLINE for presence, ms in per_presence.items())
-
-
 @dataclass(frozen=True, slots=True)
 class LoggedInRow:
     """An aggregates result reduced while decoding: the user and whether they were logged in."""
@@ -212,7 +195,7 @@ def reduce_aggregate_result(obj: dict[str, Any]) -> Any:
         user_id, per_presence = parse_aggregate_result(obj)
     except PayloadError:
         return obj
-    return LoggedInRow(user_id, _logged_in(per_presence))
+    return LoggedInRow(user_id, logged_in_during(per_presence))
 
 
 def parse_logged_in_users(body: Any) -> frozenset[str]:
@@ -224,7 +207,7 @@ def parse_logged_in_users(body: Any) -> frozenset[str]:
             user_id, logged_in = result.user_id, result.logged_in
         else:
             user_id, per_presence = parse_aggregate_result(result)
-            logged_in = _logged_in(per_presence)
+            logged_in = logged_in_during(per_presence)
         if logged_in:
             users.add(user_id)
     return frozenset(users)

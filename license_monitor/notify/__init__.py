@@ -77,11 +77,6 @@ _CHANNEL_MODULES: dict[str, str] = {
 _SENDERS: dict[str, ChannelSender] = {}
 
 
-def register_channel(name: str, sender: ChannelSender) -> None:
-    """Make `sender` the channel called `name` (tests and future channels)."""
-    _SENDERS[name] = sender
-
-
 def channel_names() -> tuple[str, ...]:
     """Names of the channels send() knows."""
     return tuple(sorted(set(_CHANNEL_MODULES) | set(_SENDERS)))

@@ -30,7 +30,7 @@ def episodes_of(history: list[dict[str, Any]]) -> list[list[str]]:
     return [names for names in episodes if names]
 
 
-def test_measurements_fan_out_in_parallel_between_roster_and_evaluate(
+def test_a_check_is_token_measure_evaluate_notify(
     world: Callable[..., World],
 ) -> None:
     w = world()
@@ -40,8 +40,7 @@ def test_measurements_fan_out_in_parallel_between_roster_and_evaluate(
     history = w.results[-1].history
     assert episodes_of(history) == [
         ["acquire_token"],
-        ["load_roster"],
-        ["query_window_activity", "query_presence_details"],  # one episode: in parallel
+        ["measure_usage"],  # aggregates, details and roster in parallel, inside it
         ["evaluate"],
         ["notify"],
     ]
@@ -50,7 +49,7 @@ def test_measurements_fan_out_in_parallel_between_roster_and_evaluate(
 def test_a_failing_activity_attempt_is_retried_then_succeeds(world: Callable[..., World]) -> None:
     w = world()
     w.at_level(50)
-    failures = {"query_presence_details": 1}
+    failures = {"measure_usage": 1}
 
     def fail_once(name: str, payload: Any) -> None:
         if failures.get(name):
@@ -61,7 +60,7 @@ def test_a_failing_activity_attempt_is_retried_then_succeeds(world: Callable[...
     assert output["level"] == "ok"
     assert output["concurrent"]["peak"]["total"] == 50
     result = w.results[-1]
-    assert result.activity_calls.count("query_presence_details") == 2
+    assert result.activity_calls.count("measure_usage") == 2
     kinds = [event["EventType"] for event in result.history]
     assert kinds.count(TASK_FAILED) == 1
     assert kinds.count(TIMER_CREATED) == 1  # the Durable retry timer
@@ -81,7 +80,7 @@ def test_a_measurement_that_keeps_failing_reports_unknown_and_keeps_the_alert(
     assert output["events"] == []
     assert "concurrent" not in output
     assert w.services.state is not None
-    assert w.services.state.load_state().level == "critical"
+    assert w.services.state.alerts.load_state().level == "critical"
     assert w.results[-1].custom_status["level"] == "unknown"
 
 

@@ -14,6 +14,7 @@ from azure.functions.timer import TimerRequest
 from function_app import app
 from orchestrators.replay_host import registry_of
 from orchestrators.starters import singleton_id
+from tests.fixtures.azurite import stored_samples
 from tests.fixtures.durable_extension import LocalDurableExtension, run_async
 from tests.fixtures.monitor import World
 
@@ -105,7 +106,7 @@ def test_manual_dry_run_measures_without_notifying_or_writing(
     assert report["notifications"] == []
     assert w.receiver.received == []
     assert w.services.state is not None
-    assert w.services.state.load_state().level == "ok"
+    assert w.services.state.alerts.load_state().level == "ok"
     # A dry run is not the singleton: it never blocks or is blocked by the real check.
     assert extension.start_requests[0].startswith("license-check-dry-run-")
 
@@ -133,7 +134,7 @@ def test_purge_removes_finished_history_and_old_usage_rows(
     w = world()
     assert w.services.state is not None
     old = datetime.now(UTC) - timedelta(days=200)
-    w.services.state.save_sample({"checked_at": "old"}, old)
+    w.services.state.samples.save({"checked_at": "old"}, old)
     extension = durable_extension(app, w.host())
     w.at_level(30)
     run_async(starter("scheduled_check")(timer=TimerRequest(), client=extension.binding()))
@@ -142,7 +143,7 @@ def test_purge_removes_finished_history_and_old_usage_rows(
     assert extension.purges[0]["runtimeStatus"] == ["Completed,Failed,Terminated"]
     assert "createdTimeTo" in extension.purges[0]
     assert extension.instances == {}
-    assert w.services.state.samples_between(old - timedelta(days=1), old + timedelta(days=1)) == []
+    assert stored_samples(w.services.state, old - timedelta(days=1), old + timedelta(days=1)) == []
 
 
 def test_every_binding_annotation_is_one_the_functions_worker_accepts() -> None:

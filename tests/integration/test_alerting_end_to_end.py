@@ -160,8 +160,8 @@ def test_secrets_never_reach_orchestration_history_outbox_or_logs(
         w.check()
 
     assert w.services.state is not None
-    stored = json.dumps(w.services.state.outbox()) + json.dumps(
-        w.services.state.load_state().to_dict())
+    stored = json.dumps(w.services.state.alerts.outbox()) + json.dumps(
+        w.services.state.alerts.load_state().to_dict())
     history = "".join(json.dumps(result.history) + json.dumps(result.output)
                       for result in w.results)
     for secret in ("s3cr3t", ROUTING_KEY, CLIENT_SECRET, WEBHOOK_SECRET, "graph-token-"):
@@ -209,7 +209,7 @@ def test_three_failed_checks_alert_once_naming_the_cause_and_recovery_once(
     w.at_level(97)
     assert w.check()["level"] == "critical"
     assert w.services.state is not None
-    episode = w.services.state.load_state().episode_id
+    episode = w.services.state.alerts.load_state().episode_id
 
     w.simulator.inject(Fault(kind="status", path="/api/v2/analytics", status=503, times=None))
     reports = []
@@ -233,7 +233,7 @@ def test_three_failed_checks_alert_once_naming_the_cause_and_recovery_once(
     assert failing["message"].startswith(
         "License checks failed 3 times in a row (bad credentials); last error: Genesys Cloud "
         "rejected the client id or secret")
-    state = w.services.state.load_state()
+    state = w.services.state.alerts.load_state()
     assert (state.level, state.episode_id) == ("critical", episode)
 
     w.simulator.client_secret = real_secret
@@ -246,7 +246,7 @@ def test_three_failed_checks_alert_once_naming_the_cause_and_recovery_once(
     assert steady["events"] == []
     assert webhook_events(w) == ["breach", "monitor_failing", "monitor_recovered"]
     assert w.receiver.delivered[2].body["alert_id"] == failing["alert_id"]
-    state = w.services.state.load_state()
+    state = w.services.state.alerts.load_state()
     assert (state.level, state.episode_id) == ("critical", episode)  # never resolved meanwhile
 
 

@@ -26,7 +26,6 @@ from license_monitor.genesys.budget import RequestBudget
 from license_monitor.genesys.client import GenesysClient
 from license_monitor.roster import AgentRule, load_roster
 from license_monitor.settings import Settings
-from license_monitor.usage import window_active_users
 from orchestrators.replay_host import ReplayHost
 from orchestrators.starters import singleton_id
 from simulator import GenesysSimulator, SimOrg, SimQueue, generate_org
@@ -243,9 +242,14 @@ def test_logged_in_users_decoded_lean_equal_the_full_aggregates(
 
     lean = client.users_logged_in(start, COLD_AT)
 
-    full = client.users_aggregates(start, COLD_AT)
-    assert lean == window_active_users(full)
-    assert len(full) > len(lean) > 200  # the answer lists offline users too; they are dropped
+    # The model's answer: active users with non-OFFLINE time in [start, COLD_AT).
+    expected = {
+        user.id for user in org.active_users()
+        if any(segment.presence != "OFFLINE" and (segment.end is None or segment.end > start)
+               for segment in org.segments_between(user, start, COLD_AT))
+    }
+    assert lean == expected
+    assert len(org.users) > len(lean) > 200  # offline users are listed too; they are dropped
 
 
 def test_details_pages_reflect_an_edit_made_between_two_queries(

@@ -206,12 +206,12 @@ def test_pagerduty_failing_monitor_has_its_own_key_and_is_resolved_by_recovery(
         usage(461), CheckFailure("Genesys Cloud rejected the client id or secret at x"),
         CheckFailure("Genesys Cloud rejected the client id or secret at x"), usage(461)]
     for minute, outcome in enumerate(outcomes):
-        evaluation = store.evaluate(outcome, policy, NOW + timedelta(minutes=5 * minute),
+        evaluation = store.alerts.evaluate(outcome, policy, NOW + timedelta(minutes=5 * minute),
                                     ["pagerduty"])
         for notification in evaluation.to_send:
             send("pagerduty", {"routing_key": ROUTING_KEY, "url": pagerduty.url}, notification,
                  session=session_plain, now=NOW, sleep=no_sleep)
-            store.mark_delivered(notification.id, NOW)
+            store.alerts.mark_delivered(notification.id, NOW)
 
     bodies = [item.body for item in pagerduty.delivered]
     assert [(b["event_action"], b["dedup_key"], b.get("payload", {}).get("severity"))
@@ -355,11 +355,11 @@ def test_breach_escalation_resolved_arrive_once_each(
         "email": graph_target(graph, org_name=None),
     }[channel]
     for minute, concurrent in enumerate((461, 465, 480, 485, 470, 400, 390)):
-        evaluation = store.evaluate(usage(concurrent), POLICY,
+        evaluation = store.alerts.evaluate(usage(concurrent), POLICY,
                                     NOW + timedelta(minutes=5 * minute), [channel])
         for notification in evaluation.to_send:
             send(channel, target, notification, session=graph_session, now=NOW, sleep=no_sleep)
-            store.mark_delivered(notification.id, NOW)
+            store.alerts.mark_delivered(notification.id, NOW)
 
     arrived: list[str] = {
         "webhook": lambda: [item.body["event"] for item in receiver.delivered],

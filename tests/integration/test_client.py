@@ -327,16 +327,16 @@ def test_queue_member_paging_returns_every_member(
     assert sim.count("/api/v2/routing/queues/queue-1/members", "GET") == expected_requests
 
 
-def test_generic_iter_pages_yields_raw_entity_pages(
+def test_listings_are_read_page_by_page_until_the_last(
     simulator: SimulatorFactory, sim_now: datetime
 ) -> None:
     sim = simulator(org_of(numbered_users(7), sim_now))
     client = client_for(sim)
 
-    pages = list(client.iter_pages("/api/v2/users", {"pageSize": 3}))
+    users = list(client.iter_users(page_size=3))
 
-    assert [len(page) for page in pages] == [3, 3, 1]
-    assert all("id" in entity for page in pages for entity in page)
+    assert len({user.id for user in users}) == 7
+    assert sim.count("/api/v2/users", "GET") == 3  # pages of 3, 3 and 1
 
 
 def test_details_paging_stops_on_the_first_empty_page(
@@ -525,28 +525,12 @@ def test_queues_groups_roles_and_their_members(
     assert sorted(client.iter_queue_member_ids("q1")) == ["a", "b"]
     assert sorted(client.iter_group_member_ids("g1")) == ["a", "b"]
     assert list(client.iter_role_user_ids("r2")) == ["b"]
-    assert sorted(client.iter_user_queue_ids("b")) == ["q1", "q2"]
-    assert list(client.iter_user_queue_ids("c", joined=False)) == []
-
-
-def test_user_queue_ids_pass_joined_only_when_given(
-    simulator: SimulatorFactory, sim_now: datetime
-) -> None:
-    sim = simulator(org_of([user("a", queue_ids=["q1"])], sim_now, queues=[SimQueue("q1", "Q")]))
-    client = client_for(sim)
-
-    list(client.iter_user_queue_ids("a"))
-    list(client.iter_user_queue_ids("a", joined=False))
-    list(client.iter_user_queue_ids("a", joined=True))
-
-    joined = [r.query.get("joined") for r in sim.requests if r.path == "/api/v2/users/a/queues"]
-    assert joined == [None, ["false"], ["true"]]
 
 
 # --- aggregates -----------------------------------------------------------------------------
 
 
-def test_aggregates_sum_presence_time_per_user(
+def test_aggregates_name_the_users_with_logged_in_time_in_the_window(
     simulator: SimulatorFactory, sim_now: datetime
 ) -> None:
     org = org_of(
@@ -574,49 +558,14 @@ def test_aggregates_sum_presence_time_per_user(
     sim = simulator(org)
     client = client_for(sim)
 
-    totals = client.users_aggregates(sim_now - timedelta(minutes=15), sim_now)
+    logged_in = client.users_logged_in(sim_now - timedelta(minutes=15), sim_now)
 
-    assert totals["busy-then-queue"]["BUSY"] == 5 * 60_000
-    assert totals["busy-then-queue"]["ON_QUEUE"] == 10 * 60_000
-    assert "left-long-ago" not in totals
+    assert logged_in == {"busy-then-queue"}
     bodies: list[Any] = [r.body for r in sim.requests if r.path == AGGREGATES_PATH]
     (body,) = bodies
     assert body["groupBy"] == ["userId"]
     assert body["metrics"] == ["tSystemPresence"]
     assert "filter" not in body
-
-
-def test_aggregates_batch_user_ids_by_100_and_never_send_a_presence_predicate(
-    simulator: SimulatorFactory, sim_now: datetime
-) -> None:
-    users = numbered_users(
-        250, segments=[SimSegment(sim_now - timedelta(hours=1), None, "AVAILABLE")]
-    )
-    sim = simulator(org_of(users, sim_now))
-    client = client_for(sim)
-    wanted = [u.id for u in users]
-
-    totals = client.users_aggregates(sim_now - timedelta(minutes=15), sim_now, user_ids=wanted)
-
-    assert sorted(totals) == sorted(wanted)
-    assert all(per_user == {"AVAILABLE": 15 * 60_000} for per_user in totals.values())
-    bodies: list[Any] = [r.body for r in sim.requests if r.path == AGGREGATES_PATH]
-    assert [len(b["filter"]["predicates"]) for b in bodies] == [100, 100, 50]
-    predicates = [p for b in bodies for p in b["filter"]["predicates"]]
-    assert {p["dimension"] for p in predicates} == {"userId"}
-    assert sorted(p["value"] for p in predicates) == sorted(wanted)
-    assert not any("presence" in json.dumps(b["filter"]).lower() for b in bodies)
-    assert all(set(b) == {"interval", "groupBy", "metrics", "filter"} for b in bodies)
-
-
-def test_aggregates_for_no_user_ids_sends_nothing(
-    simulator: SimulatorFactory, sim_now: datetime
-) -> None:
-    sim = simulator(org_of([], sim_now))
-    client = client_for(sim)
-
-    assert client.users_aggregates(sim_now - timedelta(minutes=15), sim_now, user_ids=[]) == {}
-    assert sim.count(AGGREGATES_PATH) == 0
 
 
 # --- tokens ---------------------------------------------------------------------------------
@@ -632,7 +581,7 @@ def test_one_token_serves_many_calls_and_clients(
     for _ in range(3):
         list(first.iter_users())
         list(second.iter_queues())
-    first.users_aggregates(sim_now - timedelta(minutes=15), sim_now)
+    first.users_logged_in(sim_now - timedelta(minutes=15), sim_now)
 
     assert sim.count(TOKEN_PATH) == 1
     assert sim.tokens_issued == 1
@@ -846,7 +795,7 @@ def test_other_4xx_is_not_retried_and_carries_the_platform_code(
     client = client_for(sim, sleep=sleep)
 
     with pytest.raises(GenesysError) as excinfo:
-        list(client.iter_pages("/api/v2/no/such/path", {}))
+        list(client.iter_queue_member_ids("no-such-queue"))
 
     error = excinfo.value
     assert type(error) is GenesysError
@@ -854,7 +803,7 @@ def test_other_4xx_is_not_retried_and_carries_the_platform_code(
     assert error.correlation_id
     assert "HTTP 404, code not.found, correlation id" in str(error)
     assert sleep.calls == []
-    assert sim.count("/api/v2/no/such/path") == 1
+    assert sim.count("/api/v2/routing/queues/no-such-queue/members") == 1
 
 
 def test_malformed_json_is_an_unexpected_response_with_the_correlation_id(

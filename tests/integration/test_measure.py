@@ -18,8 +18,6 @@ from license_monitor.genesys.models import OFFLINE
 from license_monitor.measure import (
     UsageReport,
     measure,
-    query_concurrency,
-    query_window_distinct,
     refresh_for_strangers,
 )
 from license_monitor.roster import (
@@ -361,18 +359,20 @@ def test_hand_built_org_figures(simulator: SimulatorFactory, sim_now: datetime) 
     }
 
 
-def test_durable_halves_give_the_same_figures_as_measure(
+def test_a_fresh_cached_roster_gives_the_same_figures_as_a_cold_measurement(
     simulator: SimulatorFactory, sim_now: datetime
 ) -> None:
     sim = simulator()
     client = client_for(sim)
     roster = load_roster(client, QUEUE_RULE, CX, sim_now)
-    start = sim_now - timedelta(minutes=WINDOW)
+    users_listed = sim.count("/api/v2/users", "GET")
 
-    distinct = query_window_distinct(client, start, sim_now, roster)
-    concurrency = query_concurrency(client, start, sim_now, roster, parallel_pages=2)
+    report, used = run(client, sim_now, roster=roster)
 
-    assert distinct == 5
-    assert concurrency.now_users == {"u-agent-1", "u-agent-3", "u-admin-1"}
-    assert concurrency.peak == 4
-    assert concurrency.peak_users == {"u-agent-1", "u-agent-2", "u-admin-1", "u-super-1"}
+    assert sim.count("/api/v2/users", "GET") == users_listed  # the cached roster was enough
+    assert used == roster
+    assert report.window_distinct == 5
+    assert report.now.total == 3  # u-agent-1, u-agent-3, u-admin-1
+    assert report.peak.total == 4  # u-agent-1, u-agent-2, u-admin-1, u-super-1
+    assert (report.peak.agents, report.peak.admins) == (2, 2)
+    assert report.to_dict() == run(client_for(sim), sim_now)[0].to_dict()

@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from simulator import Fault
+from tests.fixtures.azurite import stored_samples
 from tests.fixtures.monitor import WEBHOOK_SECRET, World
 
 
@@ -147,7 +148,7 @@ def test_a_failed_check_is_unknown_and_leaves_the_breach_open(world: Callable[..
     assert "concurrent" not in failed  # never a zero
     assert failed["events"] == []
     assert w.services.state is not None
-    assert w.services.state.load_state().level == "critical"
+    assert w.services.state.alerts.load_state().level == "critical"
     assert events_received(w) == ["breach"]
 
 
@@ -160,8 +161,8 @@ def test_dry_run_measures_but_sends_and_writes_nothing(world: Callable[..., Worl
     assert report["notifications"] == []
     assert w.receiver.received == []
     assert w.services.state is not None
-    assert w.services.state.load_state().level == "ok"
-    assert w.services.state.load_roster() is None
+    assert w.services.state.alerts.load_state().level == "ok"
+    assert w.services.state.roster.load() is None
 
 
 def test_each_check_stores_one_usage_sample(world: Callable[..., World]) -> None:
@@ -172,7 +173,7 @@ def test_each_check_stores_one_usage_sample(world: Callable[..., World]) -> None
     w.check()
     w.check()  # the same check time again: overwrites, never duplicates
     assert w.services.state is not None
-    samples = w.services.state.samples_between(first, second)
+    samples = stored_samples(w.services.state, first, second)
     assert [s["concurrent"]["peak"]["total"] for s in samples] == [60, 80]
     assert [s["checked_at"] for s in samples] == ["2026-11-26T08:20:00Z", "2026-11-26T08:40:00Z"]
 
@@ -186,6 +187,6 @@ def test_a_window_across_the_period_start_bills_each_minute_to_its_period(
     report = w.check()
     assert report["billing"]["period_start"] == "2026-12-01"
     assert w.services.state is not None
-    november = w.services.state.billing_summary(date(2026, 11, 1))
-    december = w.services.state.billing_summary(date(2026, 12, 1))
+    november = w.services.state.billing.summary(date(2026, 11, 1))
+    december = w.services.state.billing.summary(date(2026, 12, 1))
     assert (november.minutes_recorded, december.minutes_recorded) == (10, 5)

@@ -10,9 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from license_monitor.genesys.models import PresenceSegment
-from license_monitor.usage import Concurrency, measure_concurrency, window_active_users
+from license_monitor.usage import Concurrency, logged_in_during, measure_concurrency
 
 T = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def window_active_users(aggregates: dict[str, dict[str, int]]) -> frozenset[str]:
+    """The users a users aggregates answer says were logged in, by the product's rule."""
+    return frozenset(user for user, sums in aggregates.items() if logged_in_during(sums))
 START = T - timedelta(minutes=15)
 
 

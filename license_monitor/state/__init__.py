@@ -1,0 +1,58 @@
+"""Table Storage, one module per concern over one shared table client (see table.py's layout).
+
+`StateStore` only builds the shared `StateTable` and hands it to each concern:
+`alerts` (alert state + notification outbox), `roster` (roster cache), `samples` (one usage
+sample per check), `billing` (billing minutes + period histogram) and `retention`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from license_monitor.state.alerts import AlertStore, Evaluation
+from license_monitor.state.billing import BillingLedger, BillingSummary
+from license_monitor.state.retention import Retention
+from license_monitor.state.rosters import RosterCache
+from license_monitor.state.samples import SampleLog
+from license_monitor.state.table import StateTable, StorageUnavailable
+
+__all__ = [
+    "AlertStore",
+    "BillingLedger",
+    "BillingSummary",
+    "Evaluation",
+    "Retention",
+    "RosterCache",
+    "SampleLog",
+    "StateStore",
+    "StateTable",
+    "StorageUnavailable",
+]
+
+
+class StateStore:
+    """One org's state: each concern over the same table."""
+
+    def __init__(self, table: StateTable) -> None:
+        self.table = table
+        self.alerts = AlertStore(table)
+        self.roster = RosterCache(table)
+        self.samples = SampleLog(table)
+        self.billing = BillingLedger(table)
+        self.retention = Retention(table)
+
+    @classmethod
+    def from_connection_string(
+        cls, connection_string: str, table_name: str, org_key: str, *, retry_total: int = 3
+    ) -> StateStore:
+        """A store from a storage connection string (Azurite locally, a key or SAS in Azure)."""
+        return cls(StateTable.from_connection_string(
+            connection_string, table_name, org_key, retry_total=retry_total))
+
+    @classmethod
+    def from_account_url(
+        cls, url: str, credential: Any, table_name: str, org_key: str, *, retry_total: int = 3,
+    ) -> StateStore:
+        """A store from a table endpoint and a credential (managed identity in Azure)."""
+        return cls(StateTable.from_account_url(
+            url, credential, table_name, org_key, retry_total=retry_total))

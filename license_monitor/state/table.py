@@ -1,0 +1,196 @@
+"""The one Table Storage client every state module shares, and its one error translation.
+
+Layout of one org's rows (org key K), by the module that owns them:
+
+| PartitionKey       | RowKey               | module   | what                                   |
+|--------------------|----------------------|----------|----------------------------------------|
+| K                  | alert-state          | alerts   | AlertState JSON + outbox (zlib JSON)   |
+| K                  | roster, roster|0000.. | rosters  | manifest + zlib chunks, one batch      |
+| K|samples          | 2026-11-26T12:00:00Z | samples  | one usage sample per check             |
+| K|minutes|<period> | 2026-11-26T12:00Z    | billing  | max concurrency of that minute         |
+| K|minutes|<period> | histogram            | billing  | level -> minutes of the period         |
+
+Every read-modify-write is conditional on the ETag read, so racing checks (timer + manual)
+cannot both claim a notification nor count a minute twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import zlib
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from datetime import date, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceExistsError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.data.tables import TableClient
+
+from license_monitor.times import format_time
+
+logger = logging.getLogger(__name__)
+
+# Table Storage limits: 64 KiB per property, 1 MiB per entity, 100 operations and 4 MiB per
+# batch. Chunks stay under the property limit.
+CHUNK_BYTES = 60_000
+WRITE_ATTEMPTS = 25  # ten racing evaluations: the last one loses nine times at most
+
+_FORBIDDEN_KEY_CHARS = set("/\\#?|")
+
+
+class StorageUnavailable(Exception):  # noqa: N818 - the name other modules already use
+    """Table Storage could not be used; the message is one sentence without keys or SAS tokens."""
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return format_time(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, set | frozenset):
+        return sorted(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def dumps(value: Any) -> str:
+    """Compact, stable JSON (sorted keys; datetimes as check times)."""
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=_json_default)
+
+
+def chunks(data: bytes) -> list[bytes]:
+    """`data` cut into pieces under the 64 KiB property limit."""
+    return [data[start : start + CHUNK_BYTES] for start in range(0, len(data), CHUNK_BYTES)]
+
+
+def pack(prefix: str, value: Any) -> dict[str, Any]:
+    """Entity properties holding `value` as zlib-compressed JSON split under the 64 KiB limit."""
+    parts = chunks(zlib.compress(dumps(value).encode("utf-8"), 6))
+    properties: dict[str, Any] = {f"{prefix}{index}": part for index, part in enumerate(parts)}
+    properties[f"{prefix}n"] = len(parts)
+    return properties
+
+
+def unpack(entity: Mapping[str, Any], prefix: str) -> Any:
+    """Inverse of pack(); None when the entity holds no such value."""
+    count = entity.get(f"{prefix}n")
+    if count is None:
+        return None
+    data = b"".join(bytes(entity[f"{prefix}{index}"]) for index in range(int(count)))
+    return json.loads(zlib.decompress(data))
+
+
+def is_conflict(err: HttpResponseError) -> bool:
+    """412 (ETag changed), 409 (created meanwhile) or 404 (deleted meanwhile): re-read, retry."""
+    return err.status_code in (404, 409, 412)
+
+
+def describe(err: AzureError, action: str, where: str) -> str:
+    """One sentence about a storage error: never str(err), which may quote URLs with SAS tokens."""
+    if isinstance(err, ServiceRequestError):
+        return (
+            f"Table Storage at {where} could not be reached while {action} "
+            f"({type(err).__name__}); check STATE_CONNECTION or STATE_ACCOUNT_URL and the network"
+        )
+    if isinstance(err, ServiceResponseError):
+        return f"Table Storage at {where} did not answer while {action} ({type(err).__name__})"
+    if isinstance(err, ClientAuthenticationError) or (
+        isinstance(err, HttpResponseError) and err.status_code in (401, 403)
+    ):
+        return (
+            f"Table Storage at {where} rejected the credentials while {action} "
+            f"(HTTP {err.status_code}); check the account key or the identity's Table Data role"
+        )
+    if isinstance(err, HttpResponseError):
+        error_code = getattr(err, "error_code", None)
+        # The SDK gives a TableErrorCode enum or a plain string.
+        code = f" {getattr(error_code, 'value', error_code)}" if error_code else ""
+        return f"Table Storage at {where} answered HTTP {err.status_code}{code} while {action}"
+    return f"Table Storage at {where} failed while {action} ({type(err).__name__})"
+
+
+def _client_options(retry_total: int) -> dict[str, Any]:
+    # Every request has a timeout (DESIGN.md §12); azure-core's defaults are 300 s.
+    return {"retry_total": retry_total, "connection_timeout": 5, "read_timeout": 20}
+
+
+class StateTable:
+    """One org's rows in one table: the client, the org key and the error translation."""
+
+    def __init__(self, client: TableClient, org_key: str) -> None:
+        if not org_key or _FORBIDDEN_KEY_CHARS & set(org_key) or not org_key.isprintable():
+            raise ValueError(
+                "the org key must be non-empty printable text without / \\ # ? or |: "
+                f"{org_key!r}"
+            )
+        self.client = client
+        self.org = org_key
+        parts = urlsplit(client.url)
+        self.where = parts.hostname or "the configured endpoint"
+        if parts.port:
+            self.where += f":{parts.port}"
+        with self.translate("creating the table"), suppress(ResourceExistsError):
+            client.create_table()
+
+    @classmethod
+    def from_connection_string(
+        cls, connection_string: str, table_name: str, org_key: str, *, retry_total: int = 3
+    ) -> StateTable:
+        """A table from a storage connection string (Azurite locally, a key or SAS in Azure)."""
+        try:
+            client = TableClient.from_connection_string(
+                connection_string, table_name, **_client_options(retry_total)
+            )
+        except (ValueError, TypeError, AzureError):
+            # `from None`: the parser's message may quote the connection string and its key.
+            raise StorageUnavailable(
+                "the Table Storage connection string is not valid "
+                "(expected AccountName=...;AccountKey=...;TableEndpoint=... or similar)"
+            ) from None
+        return cls(client, org_key)
+
+    @classmethod
+    def from_account_url(
+        cls, url: str, credential: Any, table_name: str, org_key: str, *, retry_total: int = 3,
+    ) -> StateTable:
+        """A table from an endpoint and a credential (managed identity in Azure)."""
+        try:
+            client = TableClient(
+                endpoint=url, table_name=table_name, credential=credential,
+                **_client_options(retry_total),
+            )
+        except (ValueError, TypeError, AzureError):
+            raise StorageUnavailable(
+                f"the Table Storage account URL for {urlsplit(url).hostname} is not valid"
+            ) from None
+        return cls(client, org_key)
+
+    def partition(self, *parts: str) -> str:
+        """The partition key of one kind of row: 'K', 'K|samples', 'K|minutes|2026-11-01'."""
+        return "|".join((self.org, *parts))
+
+    @contextmanager
+    def translate(self, action: str) -> Iterator[None]:
+        """Turn any SDK error into StorageUnavailable with one sentence naming `action`."""
+        try:
+            yield
+        except AzureError as err:
+            message = describe(err, action, self.where)
+            logger.debug("Storage error (%s) while %s", type(err).__name__, action)
+            # `from None` keeps the SDK's message (URLs, maybe a SAS token) out of tracebacks.
+            raise StorageUnavailable(message) from None
+
+    def kept_changing(self, what: str) -> StorageUnavailable:
+        """The error for a row that other checks kept rewriting."""
+        return StorageUnavailable(
+            f"{what} at {self.where} kept changing under concurrent checks; "
+            f"gave up after {WRITE_ATTEMPTS} attempts"
+        )
