@@ -26,11 +26,54 @@ def exit_code(level: str) -> int:
     return EXIT_CODES.get(level, 3)
 
 
+class SettingsFileError(ValueError):
+    """A --settings file that is valid JSON but not shaped like local.settings.json."""
+
+
 def load_local_settings(path: Path, environ: dict[str, str]) -> None:
-    """Add the Values of a local.settings.json to environ (real environment variables win)."""
-    values = json.loads(path.read_text(encoding="utf-8")).get("Values", {})
+    """Add the Values of a local.settings.json to environ (real environment variables win).
+
+    Raises:
+        OSError: the file cannot be read.
+        ValueError: it is not JSON (json.JSONDecodeError) or not shaped like
+            {"Values": {"NAME": "value", ...}} (SettingsFileError, one sentence that never
+            quotes a value: values hold secrets).
+    """
+    text = path.read_text(encoding="utf-8")
+    try:
+        document = json.loads(text)
+    except RecursionError:
+        raise SettingsFileError("it nests JSON too deeply to be a settings file") from None
+    if not isinstance(document, dict):
+        raise SettingsFileError(
+            f'it holds a JSON {_json_kind(document)}, not an object like {{"Values": {{...}}}}')
+    values = document.get("Values", {})
+    if not isinstance(values, dict):
+        raise SettingsFileError(
+            f'its "Values" is a JSON {_json_kind(values)}, not an object of setting names '
+            "and values")
+    for key, value in values.items():
+        # The Functions host reads Values as strings; a nested object cannot be an app setting.
+        if value is None or isinstance(value, (dict, list)):
+            name = key if len(key) <= 60 else key[:60] + "\u2026"
+            raise SettingsFileError(
+                f'the setting "{name}" in "Values" is a JSON {_json_kind(value)}, not a string '
+                "or number")
     for key, value in values.items():
         environ.setdefault(key, str(value))
+
+
+def _json_kind(value: object) -> str:
+    """What a decoded JSON value is, in JSON's own words."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
 
 
 def summary_line(report: Mapping[str, Any]) -> str:

@@ -2,17 +2,58 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from license_monitor.genesys.regions import REGION_DOMAINS, base_urls
+from license_monitor.notify.webhook import KEY_PREFIX, signing_key
 from license_monitor.roster import AgentRule, parse_agent_rule
 
 T = TypeVar("T")
+
+ConcurrentPool = Literal["licenses", "all_users"]
+CONCURRENT_POOLS: tuple[ConcurrentPool, ...] = get_args(ConcurrentPool)
+
+# Every integer setting with the range an admin can choose from (README, Settings). The upper
+# bounds keep absurd values (a 30-digit reminder interval overflowed timedelta in every check)
+# out; they are generous enough for the largest orgs.
+INTEGER_RANGES: dict[str, tuple[int, int]] = {
+    "LICENSE_CAPACITY": (1, 1_000_000),
+    "WINDOW_MINUTES": (1, 24 * 60),
+    "ROSTER_TTL_MINUTES": (0, 24 * 60),
+    "REQUEST_BUDGET_PER_MINUTE": (10, 10_000),
+    # Azure ends an HTTP request at 230 s; the answer must leave well before that.
+    "MANUAL_CHECK_WAIT_SECONDS": (0, 200),
+    # A day past the end of a short month bills from its last day (billing.billing_period_start).
+    "BILLING_ANCHOR_DAY": (1, 31),
+    "FAILURE_ALERT_AFTER": (1, 100),
+    "REMIND_EVERY_MINUTES": (0, 7 * 24 * 60),
+    "RETENTION_DAYS": (1, 3650),
+    "HISTORY_RETENTION_DAYS": (1, 365),
+    "CHECK_TIMEOUT_SECONDS": (10, 600),
+}
+
+_RANGE_REASONS = {"MANUAL_CHECK_WAIT_SECONDS": " (Azure ends an HTTP request at 230 s)"}
+
+# Where a plain http:// URL would send a token, a secret or an alert over the network.
+HTTPS_ONLY = frozenset(
+    {
+        "GENESYS_API_URL",
+        "GENESYS_LOGIN_URL",
+        "STATE_ACCOUNT_URL",
+        "ALERT_WEBHOOK_URL",
+        "TEAMS_WEBHOOK_URL",
+        "SLACK_WEBHOOK_URL",
+        "PAGERDUTY_EVENTS_URL",
+        "GRAPH_AUTHORITY_URL",
+        "GRAPH_API_URL",
+    }
+)
 
 SECRET_FIELDS = frozenset(
     {
@@ -34,6 +75,21 @@ _QUIET_RANGE = re.compile(
 )
 QUEUE_RULE = AgentRule("queue", ())
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _shown(text: str, limit: int = 20) -> str:
+    """A value as quoted in a problem line; a long one is cut to `limit` characters and "…"."""
+    return repr(text if len(text) <= limit else text[:limit] + "\u2026")
+
+
+def _is_loopback(host: str) -> bool:
+    """True for localhost, 127.0.0.0/8 and ::1: plain http never leaves the machine there."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class ConfigError(Exception):
@@ -99,6 +155,8 @@ class Settings:
     graph_client_secret: str | None = field(default=None, repr=False)
     graph_authority_url: str = "https://login.microsoftonline.com"
     graph_api_url: str = "https://graph.microsoft.com/v1.0"
+    check_timeout_seconds: int = 120
+    concurrent_pool: ConcurrentPool = "licenses"
 
     def __repr__(self) -> str:
         parts = []
@@ -147,6 +205,11 @@ class _Parser:
     def __init__(self, environ: Mapping[str, str]) -> None:
         self.env = environ
         self.problems: list[str] = []
+        self.refused: set[str] = set()
+
+    def problem(self, name: str, text: str) -> None:
+        self.problems.append(text)
+        self.refused.add(name)
 
     def raw(self, name: str) -> str | None:
         value = self.env.get(name)
@@ -158,7 +221,7 @@ class _Parser:
     def required(self, name: str, what: str) -> str:
         value = self.raw(name)
         if value is None:
-            self.problems.append(f"{name} is missing: set it to {what}.")
+            self.problem(name, f"{name} is missing: set it to {what}.")
             return ""
         return value
 
@@ -171,35 +234,98 @@ class _Parser:
             return default
         try:
             value = convert(text)
-        except ValueError:
-            self.problems.append(f"{name} must be {expect}, got {text!r}.")
+        except ValueError:  # also int() of a string longer than Python's digit limit
+            self.problem(name, f"{name} must be {expect}, got {_shown(text)}.")
             return default
         if not check(value):
-            self.problems.append(f"{name} must be {expect}, got {text!r}.")
+            self.problem(name, f"{name} must be {expect}, got {_shown(text)}.")
             return default
         return value
 
-    def integer(self, name: str, default: int, minimum: int, maximum: int | None = None) -> int:
-        expect = f"an integer >= {minimum}" if maximum is None else (
-            f"an integer from {minimum} to {maximum}")
-        return self.number(
-            name, default, int,
-            lambda v: v >= minimum and (maximum is None or v <= maximum), expect)
+    def integer(self, name: str, default: int) -> int:
+        minimum, maximum = INTEGER_RANGES[name]
+        why = _RANGE_REASONS.get(name, "")
+        return self.number(name, default, int, lambda v: minimum <= v <= maximum,
+                           f"a whole number from {minimum} to {maximum}{why}")
 
     def percent(self, name: str, default: float) -> float:
         return self.number(name, default, float, lambda v: 0 < v <= 100,
                            "a percentage above 0 and at most 100")
 
     def url(self, name: str, default: str | None = None, secret: bool = False) -> str | None:
+        """An http(s) URL without credentials; https for HTTPS_ONLY names unless on loopback."""
         text = self.raw(name)
         if text is None:
             return default
-        parts = urlsplit(text)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            shown = "" if secret else f", got {text!r}"
-            self.problems.append(f"{name} must be an http(s) URL{shown}.")
+        try:
+            parts = urlsplit(text)
+            host, _ = parts.hostname, parts.port  # .port raises on a port out of range
+        except ValueError:  # e.g. an unclosed IPv6 bracket or a port that is not a number
+            parts, host = None, None
+        if parts is not None and "@" in parts.netloc:
+            # Never echo any part of it: the user name or password is right there.
+            self.problem(name, f"{name} must not carry a user name or password (user:pass@host); "
+                               "remove them from the URL.")
+            return default
+        if (parts is None or parts.scheme not in ("http", "https") or not host
+                or any(c.isspace() for c in text)):
+            shown = "" if secret or "@" in text else f", got {_shown(text, 60)}"
+            self.problem(name, f"{name} must be an http(s) URL{shown}.")
+            return default
+        if name in HTTPS_ONLY and parts.scheme == "http" and not _is_loopback(host):
+            self.problem(name, f"{name} must use https:// (plain http:// only on a loopback "
+                               "address such as 127.0.0.1 or localhost).")
             return default
         return text.rstrip("/")
+
+    def webhook_secret(self) -> str | None:
+        secret = self.raw("ALERT_WEBHOOK_SECRET")
+        if secret is None:
+            return None
+        # The signer's own decoding, so a secret that passes here signs every alert.
+        try:
+            key = signing_key(secret)
+        except ValueError:
+            self.problem("ALERT_WEBHOOK_SECRET",
+                         f"ALERT_WEBHOOK_SECRET starts with {KEY_PREFIX!r} but the rest is not "
+                         "valid base64: copy the secret exactly as the receiver issued it.")
+            return None
+        if not key:
+            self.problem("ALERT_WEBHOOK_SECRET",
+                         f"ALERT_WEBHOOK_SECRET has no key after {KEY_PREFIX!r}.")
+            return None
+        return secret
+
+    def concurrent_pool(self) -> ConcurrentPool:
+        text = self.raw("CONCURRENT_POOL")
+        if text is None:
+            return "licenses"
+        for pool in CONCURRENT_POOLS:
+            if text.lower() == pool:
+                return pool
+        self.problem("CONCURRENT_POOL",
+                     f"CONCURRENT_POOL must be {' or '.join(map(repr, CONCURRENT_POOLS))}, "
+                     f"got {_shown(text)}.")
+        return "licenses"
+
+    def thresholds(self) -> tuple[float, float, float]:
+        """Warning, critical and clear margin; the levels must be ordered to be reachable."""
+        warning = self.percent("WARNING_PERCENT", 90.0)
+        critical = self.percent("CRITICAL_PERCENT", 95.0)
+        margin = self.number("CLEAR_MARGIN_PERCENT", 5.0, float, lambda v: 0 <= v < 100,
+                             "a percentage from 0 to below 100")
+        if self.refused.isdisjoint({"WARNING_PERCENT", "CRITICAL_PERCENT"}) and (
+                critical <= warning):
+            self.problem("CRITICAL_PERCENT",
+                         f"CRITICAL_PERCENT ({critical:g}) must be above WARNING_PERCENT "
+                         f"({warning:g}).")
+        # A margin at or above the warning percent would need a utilization below 0% to clear.
+        if self.refused.isdisjoint({"WARNING_PERCENT", "CLEAR_MARGIN_PERCENT"}) and (
+                margin >= warning):
+            self.problem("CLEAR_MARGIN_PERCENT",
+                         f"CLEAR_MARGIN_PERCENT ({margin:g}) must be below WARNING_PERCENT "
+                         f"({warning:g}), or no alert could ever clear.")
+        return warning, critical, margin
 
     def parse(self) -> Settings:
         client_id = self.required("GENESYS_CLIENT_ID", "the OAuth client id")
@@ -211,26 +337,22 @@ class _Parser:
         try:
             login_url, api_url = base_urls(region, api_override, login_override)
         except ValueError:
-            self.problems.append(
-                f"GENESYS_REGION {region!r} is not a Genesys Cloud region; use one of: "
+            self.problem(
+                "GENESYS_REGION",
+                f"GENESYS_REGION {_shown(region, 60)} is not a Genesys Cloud region; use one of: "
                 + ", ".join(REGION_DOMAINS) + ".")
 
         capacity_text = self.raw("LICENSE_CAPACITY")
         capacity = 0
         if capacity_text is None:
-            self.problems.append(
+            self.problem(
+                "LICENSE_CAPACITY",
                 "LICENSE_CAPACITY is missing: set it to the number of concurrent licenses "
                 "purchased.")
         else:
-            capacity = self.integer("LICENSE_CAPACITY", 0, 1)
+            capacity = self.integer("LICENSE_CAPACITY", 0)
 
-        warning = self.percent("WARNING_PERCENT", 90.0)
-        critical = self.percent("CRITICAL_PERCENT", 95.0)
-        if critical < warning:
-            self.problems.append(
-                f"CRITICAL_PERCENT ({critical:g}) must not be below WARNING_PERCENT ({warning:g}).")
-        margin = self.number("CLEAR_MARGIN_PERCENT", 5.0, float, lambda v: 0 <= v < 100,
-                             "a percentage from 0 to below 100")
+        warning, critical, margin = self.thresholds()
 
         rule = QUEUE_RULE
         rule_text = self.raw("AGENT_RULE")
@@ -241,7 +363,7 @@ class _Parser:
                 text = str(err)
                 if not text.startswith("AGENT_RULE"):
                     text = f"AGENT_RULE: {text}"
-                self.problems.append(text)
+                self.problem("AGENT_RULE", text)
 
         pattern = re.compile(r"(?i)^cloudcx\d")
         pattern_text = self.raw("CONCURRENT_LICENSE_PATTERN")
@@ -249,7 +371,8 @@ class _Parser:
             try:
                 pattern = re.compile(pattern_text)
             except re.error as err:
-                self.problems.append(
+                self.problem(
+                    "CONCURRENT_LICENSE_PATTERN",
                     f"CONCURRENT_LICENSE_PATTERN is not a valid regular expression ({err}).")
 
         state_connection = self.raw("STATE_CONNECTION")
@@ -258,29 +381,33 @@ class _Parser:
         state_account_url = self.url("STATE_ACCOUNT_URL")
         if state_connection and "=" not in state_connection and state_connection != (
                 "UseDevelopmentStorage=true"):
-            self.problems.append(
+            self.problem(
+                "STATE_CONNECTION",
                 "STATE_CONNECTION must be a storage connection string (Key=Value;...).")
 
         schedule = self.raw("MONITOR_SCHEDULE") or "0 */5 * * * *"
         if not _NCRONTAB.match(schedule):
-            self.problems.append(
+            self.problem(
+                "MONITOR_SCHEDULE",
                 f"MONITOR_SCHEDULE must be an NCRONTAB expression with six fields "
-                f"(seconds first), got {schedule!r}.")
+                f"(seconds first), got {_shown(schedule, 60)}.")
 
         quiet_zone = self.raw("QUIET_HOURS_TIMEZONE") or "UTC"
         try:
             ZoneInfo(quiet_zone)
-        except (ZoneInfoNotFoundError, ValueError):
-            self.problems.append(
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a path
+            self.problem(
+                "QUIET_HOURS_TIMEZONE",
                 f"QUIET_HOURS_TIMEZONE must be an IANA time zone such as Europe/Berlin, "
-                f"got {quiet_zone!r}.")
+                f"got {_shown(quiet_zone, 60)}.")
         quiet = self.quiet_hours(self.raw("QUIET_HOURS"))
 
         email_to = tuple(
             a.strip() for a in (self.raw("ALERT_EMAIL_TO") or "").split(",") if a.strip())
         for address in email_to:
             if "@" not in address:
-                self.problems.append(f"ALERT_EMAIL_TO has an invalid address {address!r}.")
+                self.problem("ALERT_EMAIL_TO",
+                             f"ALERT_EMAIL_TO has an invalid address {_shown(address, 60)}.")
         graph: dict[str, Any] = {
             "alert_email_from": self.raw("ALERT_EMAIL_FROM"),
             "graph_tenant_id": self.raw("GRAPH_TENANT_ID"),
@@ -290,7 +417,8 @@ class _Parser:
         if email_to:
             for key, value in graph.items():
                 if value is None:
-                    self.problems.append(
+                    self.problem(
+                        key.upper(),
                         f"{key.upper()} is missing: email alerts (ALERT_EMAIL_TO) need it.")
 
         values: dict[str, Any] = {
@@ -303,27 +431,27 @@ class _Parser:
             "warning_percent": warning,
             "critical_percent": critical,
             "clear_margin_percent": margin,
-            "window_minutes": self.integer("WINDOW_MINUTES", 15, 1, 24 * 60),
+            "window_minutes": self.integer("WINDOW_MINUTES", 15),
             "agent_rule": rule,
             "concurrent_license_pattern": pattern,
-            "roster_ttl_minutes": self.integer("ROSTER_TTL_MINUTES", 60, 0),
-            "request_budget_per_minute": self.integer("REQUEST_BUDGET_PER_MINUTE", 300, 1),
+            "roster_ttl_minutes": self.integer("ROSTER_TTL_MINUTES", 60),
+            "request_budget_per_minute": self.integer("REQUEST_BUDGET_PER_MINUTE", 300),
             "state_connection": state_connection,
             "state_account_url": state_account_url,
             "state_table": self.table_name(),
             "monitor_schedule": schedule,
-            "manual_check_wait_seconds": self.integer("MANUAL_CHECK_WAIT_SECONDS", 30, 0, 600),
-            "billing_anchor_day": self.integer("BILLING_ANCHOR_DAY", 1, 1, 31),
-            "failure_alert_after": self.integer("FAILURE_ALERT_AFTER", 3, 1),
-            "remind_every_minutes": self.integer("REMIND_EVERY_MINUTES", 0, 0),
+            "manual_check_wait_seconds": self.integer("MANUAL_CHECK_WAIT_SECONDS", 30),
+            "billing_anchor_day": self.integer("BILLING_ANCHOR_DAY", 1),
+            "failure_alert_after": self.integer("FAILURE_ALERT_AFTER", 3),
+            "remind_every_minutes": self.integer("REMIND_EVERY_MINUTES", 0),
             "quiet_hours": quiet,
             "quiet_hours_timezone": quiet_zone,
-            "retention_days": self.integer("RETENTION_DAYS", 90, 1),
-            "history_retention_days": self.integer("HISTORY_RETENTION_DAYS", 7, 1),
+            "retention_days": self.integer("RETENTION_DAYS", 90),
+            "history_retention_days": self.integer("HISTORY_RETENTION_DAYS", 7),
             "org_name": self.raw("ORG_NAME"),
             "alert_link_url": self.url("ALERT_LINK_URL"),
             "alert_webhook_url": self.url("ALERT_WEBHOOK_URL", secret=True),
-            "alert_webhook_secret": self.raw("ALERT_WEBHOOK_SECRET"),
+            "alert_webhook_secret": self.webhook_secret(),
             "teams_webhook_url": self.url("TEAMS_WEBHOOK_URL", secret=True),
             "slack_webhook_url": self.url("SLACK_WEBHOOK_URL", secret=True),
             "pagerduty_routing_key": self.raw("PAGERDUTY_ROUTING_KEY"),
@@ -334,6 +462,8 @@ class _Parser:
                 "GRAPH_AUTHORITY_URL", "https://login.microsoftonline.com"),
             "graph_api_url": self.url("GRAPH_API_URL", "https://graph.microsoft.com/v1.0"),
             **graph,
+            "check_timeout_seconds": self.integer("CHECK_TIMEOUT_SECONDS", 120),
+            "concurrent_pool": self.concurrent_pool(),
         }
         if self.problems:
             raise ConfigError(self.problems)
@@ -342,8 +472,10 @@ class _Parser:
     def table_name(self) -> str:
         name = self.raw("STATE_TABLE") or "licensemonitor"
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{2,62}", name):
-            self.problems.append(
-                f"STATE_TABLE must be 3-63 letters or digits starting with a letter, got {name!r}.")
+            self.problem(
+                "STATE_TABLE",
+                f"STATE_TABLE must be 3-63 letters or digits starting with a letter, "
+                f"got {_shown(name, 60)}.")
             return "licensemonitor"
         return name
 
@@ -356,8 +488,9 @@ class _Parser:
                 continue
             window = _parse_quiet_window(part)
             if window is None:
-                self.problems.append(
-                    f"QUIET_HOURS entry {part!r} is not like 'Mon-Fri 22:00-06:00' or "
+                self.problem(
+                    "QUIET_HOURS",
+                    f"QUIET_HOURS entry {_shown(part, 60)} is not like 'Mon-Fri 22:00-06:00' or "
                     f"'Sat-Sun 00:00-24:00'.")
             else:
                 windows.append(window)

@@ -141,3 +141,60 @@ def test_the_demo_plays_breach_escalation_and_recovery_once_each() -> None:
     shift_line = next(line for line in text.splitlines() if "active in window 108" in line)
     assert "OK" in shift_line
     assert "peak 72/100" in shift_line
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param('["GENESYS_CLIENT_ID", "x"]', id="a list"),
+        pytest.param('"Values"', id="a string"),
+        pytest.param("42", id="a number"),
+        pytest.param("null", id="null"),
+        pytest.param('{"Values": ["GENESYS_CLIENT_ID=x"]}', id="Values a list"),
+        pytest.param('{"Values": "GENESYS_CLIENT_ID=x"}', id="Values a string"),
+        pytest.param('{"Values": null}', id="Values null"),
+        pytest.param('{"Values": {"LICENSE_CAPACITY": {"nested": 1}}}', id="a nested object"),
+        pytest.param('{"Values": {"GENESYS_CLIENT_SECRET": ["shh-file-secret-42"]}}',
+                     id="a list value"),
+        pytest.param('{"Values": {"GENESYS_CLIENT_SECRET": null}}', id="a null value"),
+        pytest.param("[" * 100_000 + "]" * 100_000, id="nested too deep"),
+    ],
+)
+@pytest.mark.parametrize("json_mode", [True, False], ids=["json", "human"])
+def test_a_settings_file_of_the_wrong_shape_is_one_sentence_and_exit_3(
+    tmp_path: Path, content: str, json_mode: bool,
+) -> None:
+    path = tmp_path / "local.settings.json"
+    path.write_text(content, encoding="utf-8")
+    done = cli(["check", *(["--json"] if json_mode else []), "--settings", str(path)], {})
+    assert done.returncode == 3, done.stderr
+    assert "Traceback" not in done.stderr
+    [sentence] = done.stderr.splitlines()
+    assert sentence.startswith(f"cannot read the settings file {path}: ")
+    assert "shh-file-secret-42" not in done.stdout + done.stderr
+    if json_mode:
+        report = json.loads(done.stdout)  # exactly one JSON object
+        assert report["level"] == "unknown"
+        assert report["error"] == sentence
+    else:
+        [line] = done.stdout.splitlines()
+        assert "UNKNOWN" in line
+        assert "settings file" in line
+
+
+def test_a_well_shaped_settings_file_with_a_setting_that_cannot_work_is_refused(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "local.settings.json"
+    path.write_text(json.dumps({"IsEncrypted": False, "Values": {
+        "GENESYS_CLIENT_ID": "client-1", "GENESYS_CLIENT_SECRET": "shh-123456",
+        "LICENSE_CAPACITY": 100, "ALERT_WEBHOOK_URL": "http://user:pw-PRIVATE@hooks.example/a",
+        "REMIND_EVERY_MINUTES": "9" * 30,
+    }}), encoding="utf-8")
+    done = cli(["check", "--json", "--dry-run", "--settings", str(path)], {})
+    assert done.returncode == 3
+    assert "ALERT_WEBHOOK_URL must not carry a user name or password" in done.stderr
+    assert "REMIND_EVERY_MINUTES must be a whole number from 0 to 10080" in done.stderr
+    assert "PRIVATE" not in done.stdout + done.stderr
+    assert "shh-123456" not in done.stdout + done.stderr
+    assert "settings are invalid" in json.loads(done.stdout)["error"]

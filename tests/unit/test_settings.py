@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import string
+from dataclasses import fields
 
 import pytest
 from hypothesis import assume, given
@@ -49,6 +50,8 @@ def test_defaults_follow_the_design_table() -> None:
     assert settings.billing_anchor_day == 1
     assert settings.failure_alert_after == 3
     assert settings.remind_every_minutes == 0
+    assert settings.check_timeout_seconds == 120
+    assert settings.concurrent_pool == "licenses"
     assert settings.channels == ()
 
 
@@ -132,7 +135,7 @@ def test_secret_webhook_url_is_not_echoed_when_malformed() -> None:
 def test_repr_masks_every_secret() -> None:
     settings = parse(
         ALERT_WEBHOOK_URL="https://hooks.example/p/SECRET-PATH-1",
-        ALERT_WEBHOOK_SECRET="whsec_SECRET2",
+        ALERT_WEBHOOK_SECRET="whsec_U0VDUkVUMi1rZXktYnl0ZXM=",
         TEAMS_WEBHOOK_URL="https://teams.example/SECRET-PATH-3",
         SLACK_WEBHOOK_URL="https://slack.example/SECRET-PATH-4",
         PAGERDUTY_ROUTING_KEY="SECRET-KEY-5",
@@ -140,7 +143,8 @@ def test_repr_masks_every_secret() -> None:
         STATE_CONNECTION="AccountName=x;AccountKey=SECRET-7",
     )
     shown = repr(settings) + str(settings)
-    for secret in (SECRET, "SECRET-PATH-1", "SECRET2", "SECRET-PATH-3", "SECRET-PATH-4",
+    for secret in (SECRET, "SECRET-PATH-1", "U0VDUkVUMi1rZXktYnl0ZXM", "SECRET-PATH-3",
+                   "SECRET-PATH-4",
                    "SECRET-KEY-5", "SECRET-6", "SECRET-7"):
         assert secret not in shown
     assert "client-123" in shown
@@ -184,3 +188,208 @@ def test_no_secret_in_errors_or_repr_whatever_it_is(secret: str) -> None:
     ok = Settings.from_env({**VALID, "GENESYS_CLIENT_SECRET": secret,
                             "ALERT_WEBHOOK_SECRET": secret})
     assert secret not in repr(ok)
+
+
+# Every integer setting and the range the README's Settings table states.
+INTEGER_RANGES = {
+    "LICENSE_CAPACITY": (1, 1_000_000),
+    "WINDOW_MINUTES": (1, 1440),
+    "ROSTER_TTL_MINUTES": (0, 1440),
+    "REQUEST_BUDGET_PER_MINUTE": (10, 10_000),
+    "MANUAL_CHECK_WAIT_SECONDS": (0, 200),
+    "BILLING_ANCHOR_DAY": (1, 31),
+    "FAILURE_ALERT_AFTER": (1, 100),
+    "REMIND_EVERY_MINUTES": (0, 10_080),
+    "RETENTION_DAYS": (1, 3650),
+    "HISTORY_RETENTION_DAYS": (1, 365),
+    "CHECK_TIMEOUT_SECONDS": (10, 600),
+}
+URL_SETTINGS = (
+    "GENESYS_API_URL", "GENESYS_LOGIN_URL", "STATE_ACCOUNT_URL", "ALERT_LINK_URL",
+    "ALERT_WEBHOOK_URL", "TEAMS_WEBHOOK_URL", "SLACK_WEBHOOK_URL", "PAGERDUTY_EVENTS_URL",
+    "GRAPH_AUTHORITY_URL", "GRAPH_API_URL",
+)
+# Where plain http:// would carry a token, a secret or an alert across the network.
+HTTPS_SETTINGS = tuple(name for name in URL_SETTINGS if name != "ALERT_LINK_URL")
+URL_FIELDS = {"GENESYS_API_URL": "api_url", "GENESYS_LOGIN_URL": "login_url"}
+
+
+def only_problem_names(**overrides: str) -> list[str]:
+    return [named(line) for line in problems(**overrides)]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "accepted"),
+    [
+        pytest.param(name, str(value), accepted, id=f"{name}={value}")
+        for name, (low, high) in INTEGER_RANGES.items()
+        for value, accepted in ((low, True), (high, True), (low - 1, False), (high + 1, False))
+    ],
+)
+def test_every_integer_setting_has_a_range_with_accepted_and_refused_edges(
+    name: str, text: str, accepted: bool,
+) -> None:
+    if accepted:
+        assert getattr(parse(**{name: text}), name.lower()) == int(text)
+    else:
+        assert only_problem_names(**{name: text}) == [name]
+
+
+def test_the_integer_ranges_cover_every_integer_field() -> None:
+    integer_fields = {f.name for f in fields(Settings) if f.type == "int"}
+    assert integer_fields == {name.lower() for name in INTEGER_RANGES}
+
+
+@pytest.mark.parametrize("name", ["ROSTER_TTL_MINUTES", "REMIND_EVERY_MINUTES", "LICENSE_CAPACITY"])
+def test_a_30_digit_integer_is_refused_and_shortened_in_the_message(name: str) -> None:
+    huge = "123456789" * 3 + "987"
+    [line] = problems(**{name: huge})
+    assert named(line) == name
+    assert huge not in line
+    assert repr(huge[:20] + "\u2026") in line
+
+
+@given(name=st.sampled_from(sorted(INTEGER_RANGES)),
+       text=st.from_regex(r"[-+]?[0-9]{1,40}", fullmatch=True))
+def test_any_integer_of_up_to_40_digits_parses_in_range_or_is_one_config_error(
+    name: str, text: str,
+) -> None:
+    low, high = INTEGER_RANGES[name]
+    if low <= int(text) <= high:
+        assert getattr(parse(**{name: text}), name.lower()) == int(text)
+    else:
+        assert only_problem_names(**{name: text}) == [name]
+
+
+@pytest.mark.parametrize(
+    ("secret", "accepted"),
+    [
+        pytest.param("whsec_dGVzdC1zaWduaW5nLXNlY3JldC0wMTIzNDU2Nzg5", True, id="whsec base64"),
+        pytest.param("a-plain-shared-secret", True, id="no prefix: the bytes themselves"),
+        pytest.param("whsec_" + "***not-base64-PRIVATE***", False, id="whsec not base64"),
+        pytest.param("whsec_" + "QUJDRE", False, id="whsec bad padding"),
+        pytest.param("whsec_", False, id="whsec nothing after it"),
+    ],
+)
+def test_a_whsec_webhook_secret_must_be_base64(secret: str, accepted: bool) -> None:
+    env = {"ALERT_WEBHOOK_URL": "https://hooks.example/alerts", "ALERT_WEBHOOK_SECRET": secret}
+    if accepted:
+        assert parse(**env).alert_webhook_secret == secret
+        return
+    [line] = problems(**env)
+    assert named(line) == "ALERT_WEBHOOK_SECRET"
+    remainder = secret.removeprefix("whsec_")
+    assert not remainder or remainder not in line
+
+
+@pytest.mark.parametrize("name", URL_SETTINGS)
+@pytest.mark.parametrize(
+    "url",
+    ["https://admin:Pa55-PRIVATE-77@hooks.example/path", "https://tok-PRIVATE-77@hooks.example/",
+     "ftp://admin:Pa55-PRIVATE-77@hooks.example/"],
+)
+def test_no_url_setting_takes_credentials_and_none_is_echoed(name: str, url: str) -> None:
+    [line] = problems(**{name: url})
+    assert named(line) == name
+    assert "PRIVATE" not in line
+    assert "admin" not in line
+
+
+@pytest.mark.parametrize("name", HTTPS_SETTINGS)
+@pytest.mark.parametrize(
+    ("url", "accepted"),
+    [
+        ("https://hooks.example/alerts", True),
+        ("http://127.0.0.1:8080/alerts", True),
+        ("http://127.9.9.9/alerts", True),
+        ("http://localhost:7071/alerts", True),
+        ("http://LocalHost/alerts", True),
+        ("http://[::1]:9000/alerts", True),
+        ("http://hooks.example/alerts", False),
+        ("http://10.0.0.5/alerts", False),
+        ("http://128.0.0.1/alerts", False),
+        ("http://127.0.0.1.hooks.example/alerts", False),
+        ("http://localhost.hooks.example/alerts", False),
+    ],
+)
+def test_plain_http_is_refused_except_on_loopback(name: str, url: str, accepted: bool) -> None:
+    if accepted:
+        settings = parse(**{name: url})
+        assert getattr(settings, URL_FIELDS.get(name, name.lower())) == url
+    else:
+        [line] = problems(**{name: url})
+        assert named(line) == name
+        assert "/alerts" not in line  # webhook URLs are secrets: never echoed
+
+
+def test_the_alert_link_may_be_plain_http() -> None:
+    assert parse(ALERT_LINK_URL="http://intranet.example/monitor").alert_link_url == (
+        "http://intranet.example/monitor")
+
+
+@pytest.mark.parametrize("name", URL_SETTINGS)
+@pytest.mark.parametrize(
+    "url", ["http://[::1", "https://hooks.example:99999/", "https://hooks.example:port/",
+            "https://:443/", "https://hooks example/", "hooks.example/alerts"],
+)
+def test_a_malformed_url_is_one_problem_not_a_crash(name: str, url: str) -> None:
+    assert only_problem_names(**{name: url}) == [name]
+
+
+@pytest.mark.parametrize(
+    ("warning", "critical", "margin", "refused"),
+    [
+        ("90", "90.5", "5", None),
+        ("90", "95", "89.9", None),
+        ("10", "100", "0", None),
+        ("90", "90", "5", "CRITICAL_PERCENT"),
+        ("90", "85", "5", "CRITICAL_PERCENT"),
+        ("100", "100", "5", "CRITICAL_PERCENT"),
+        ("50", "95", "50", "CLEAR_MARGIN_PERCENT"),
+        ("50", "95", "60", "CLEAR_MARGIN_PERCENT"),
+        ("0", "95", "50", "WARNING_PERCENT"),  # only the bad value, no follow-on problems
+        ("90", "lots", "95", "CRITICAL_PERCENT"),
+    ],
+)
+def test_thresholds_must_leave_every_level_reachable_and_clearable(
+    warning: str, critical: str, margin: str, refused: str | None,
+) -> None:
+    env = {"WARNING_PERCENT": warning, "CRITICAL_PERCENT": critical,
+           "CLEAR_MARGIN_PERCENT": margin}
+    if refused is None:
+        settings = parse(**env)
+        assert (settings.warning_percent, settings.critical_percent,
+                settings.clear_margin_percent) == (float(warning), float(critical), float(margin))
+    else:
+        refused_names = only_problem_names(**env)
+        assert refused in refused_names
+        assert len(refused_names) == len(set(refused_names))
+        if refused == "WARNING_PERCENT":
+            assert refused_names == ["WARNING_PERCENT"]
+
+
+@pytest.mark.parametrize(
+    ("text", "pool"),
+    [("licenses", "licenses"), ("all_users", "all_users"), ("ALL_USERS", "all_users"),
+     ("everyone", None), ("license", None), ("all users", None)],
+)
+def test_concurrent_pool_is_licenses_or_all_users(text: str, pool: str | None) -> None:
+    if pool is not None:
+        assert parse(CONCURRENT_POOL=text).concurrent_pool == pool
+        return
+    [line] = problems(CONCURRENT_POOL=text)
+    assert named(line) == "CONCURRENT_POOL"
+    assert "'licenses'" in line
+    assert "'all_users'" in line
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"CONCURRENT_POOL": "x" * 300}, {"WARNING_PERCENT": "9" * 300},
+     {"CHECK_TIMEOUT_SECONDS": "1" * 300}, {"MONITOR_SCHEDULE": "* " * 300},
+     {"ALERT_LINK_URL": "ftp://" + "x" * 300}, {"QUIET_HOURS_TIMEZONE": "Z" * 300}],
+)
+def test_long_values_are_shortened_in_messages(overrides: dict[str, str]) -> None:
+    [line] = problems(**overrides)
+    assert len(line) < 250
+    assert "\u2026" in line
