@@ -41,3 +41,9 @@ def evaluate(request: dict) -> dict:
 def notify(notification: dict) -> dict:
     """Deliver one claimed notification on its channel and record the outcome."""
     return check.deliver(runtime.services(), notification)
+
+
+@bp.activity_trigger(input_name="report")
+def record_metrics(report: dict) -> dict:
+    """Send the check's figures to Application Insights (when configured); never fails."""
+    return check.record_metrics(runtime.services(), report)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from license_monitor import alerting, billing, measure, notify
+from license_monitor import alerting, billing, measure, metrics, notify
 from license_monitor.roster import Roster
 from license_monitor.runtime import Services
 from license_monitor.settings import Settings
@@ -268,3 +268,13 @@ def deliver(services: Services, notification: dict[str, Any]) -> dict[str, Any]:
             logger.exception("Could not record the delivery of %s", item.id)
     logger.info("Alert %s delivered on %s", item.event, item.channel)
     return {"event": item.event, "channel": item.channel, "delivered": True}
+
+
+def record_metrics(services: Services, report: dict[str, Any]) -> dict[str, Any]:
+    """One point per metric for this check (README "Metrics"); nothing without a connection."""
+    settings = services.settings
+    metrics.record_check(
+        report, org=settings.org_name or settings.org_key, capacity=settings.license_capacity,
+        connection_string=settings.appinsights_connection_string,
+        authentication_string=settings.appinsights_authentication_string)
+    return {"metrics": settings.appinsights_connection_string is not None}

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from license_monitor.genesys.regions import REGION_DOMAINS, base_urls
+from license_monitor.metrics import parse_authentication_string
 from license_monitor.notify.webhook import KEY_PREFIX, signing_key
 from license_monitor.roster import AgentRule, parse_agent_rule
 
@@ -65,6 +66,7 @@ SECRET_FIELDS = frozenset(
         "pagerduty_routing_key",
         "graph_client_secret",
         "state_connection",
+        "appinsights_connection_string",
     }
 )
 
@@ -157,6 +159,8 @@ class Settings:
     graph_api_url: str = "https://graph.microsoft.com/v1.0"
     check_timeout_seconds: int = 120
     concurrent_pool: ConcurrentPool = "licenses"
+    appinsights_connection_string: str | None = field(default=None, repr=False)
+    appinsights_authentication_string: str | None = None
 
     def __repr__(self) -> str:
         parts = []
@@ -295,6 +299,23 @@ class _Parser:
                          f"ALERT_WEBHOOK_SECRET has no key after {KEY_PREFIX!r}.")
             return None
         return secret
+
+    def app_insights(self) -> dict[str, str | None]:
+        """Application Insights: the connection string and, for a managed identity, AAD auth."""
+        connection = self.raw("APPLICATIONINSIGHTS_CONNECTION_STRING")
+        authentication = self.raw("APPLICATIONINSIGHTS_AUTHENTICATION_STRING")
+        if connection is not None and not re.search(
+                r"(?i)(^|;)\s*(InstrumentationKey|IngestionEndpoint)\s*=", connection):
+            self.problem("APPLICATIONINSIGHTS_CONNECTION_STRING",
+                         "APPLICATIONINSIGHTS_CONNECTION_STRING must hold InstrumentationKey=... "
+                         "(copy it from the Application Insights resource)")
+        if authentication is not None:
+            try:
+                parse_authentication_string(authentication)
+            except ValueError as err:
+                self.problem("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", str(err))
+        return {"appinsights_connection_string": connection,
+                "appinsights_authentication_string": authentication}
 
     def concurrent_pool(self) -> ConcurrentPool:
         text = self.raw("CONCURRENT_POOL")
@@ -464,6 +485,7 @@ class _Parser:
             **graph,
             "check_timeout_seconds": self.integer("CHECK_TIMEOUT_SECONDS", 120),
             "concurrent_pool": self.concurrent_pool(),
+            **self.app_insights(),
         }
         if self.problems:
             raise ConfigError(self.problems)

@@ -1,4 +1,4 @@
-"""The license_check orchestrator: token, measure, evaluate, notify.
+"""The license_check orchestrator: token, measure, evaluate, notify, metrics.
 
 The measurement is one activity: its three reads (aggregates, details pages, roster) run in
 parallel inside it, so every figure comes from one roster rebuilt at most once, and every
@@ -68,14 +68,18 @@ def license_check(context: df.DurableOrchestrationContext) -> Generator[Any, Any
         # Storage is down: nothing can be decided or claimed; report it and change nothing.
         reason = failure or activity_message(err)
         context.set_custom_status({"checked_at": check["checked_at"], "level": "unknown"})
-        return {"checked_at": check["checked_at"], "level": "unknown", "error": reason,
-                "events": [], "notifications": []}
-
-    context.set_custom_status(verdict["status"])
-    deliveries: list[dict[str, Any]] = []
-    if verdict["notifications"]:
-        deliveries = yield context.task_all([
-            context.call_activity("notify", notification)
-            for notification in verdict["notifications"]
-        ])
-    return {**verdict["report"], "notifications": deliveries}
+        output: dict[str, Any] = {"checked_at": check["checked_at"], "level": "unknown",
+                                  "error": reason, "events": [], "notifications": []}
+    else:
+        context.set_custom_status(verdict["status"])
+        deliveries: list[dict[str, Any]] = []
+        if verdict["notifications"]:
+            deliveries = yield context.task_all([
+                context.call_activity("notify", notification)
+                for notification in verdict["notifications"]
+            ])
+        output = {**verdict["report"], "notifications": deliveries}
+    if not check["dry_run"]:
+        # One point per metric per check: no retry (a retried send could count twice).
+        yield context.call_activity("record_metrics", output)
+    return output

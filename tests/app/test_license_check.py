@@ -30,7 +30,7 @@ def episodes_of(history: list[dict[str, Any]]) -> list[list[str]]:
     return [names for names in episodes if names]
 
 
-def test_a_check_is_token_measure_evaluate_notify(
+def test_a_check_is_token_measure_evaluate_notify_metrics(
     world: Callable[..., World],
 ) -> None:
     w = world()
@@ -43,6 +43,7 @@ def test_a_check_is_token_measure_evaluate_notify(
         ["measure_usage"],  # aggregates, details and roster in parallel, inside it
         ["evaluate"],
         ["notify"],
+        ["record_metrics"],
     ]
 
 

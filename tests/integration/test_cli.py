@@ -198,3 +198,30 @@ def test_a_well_shaped_settings_file_with_a_setting_that_cannot_work_is_refused(
     assert "PRIVATE" not in done.stdout + done.stderr
     assert "shh-123456" not in done.stdout + done.stderr
     assert "settings are invalid" in json.loads(done.stdout)["error"]
+
+
+def test_a_cli_check_sends_its_metrics_like_the_app(
+    story_simulator: Callable[[int], GenesysSimulator], azurite: Azurite, table_name: str,
+) -> None:
+    from tests.fixtures.app_insights import IngestionEndpoint  # noqa: PLC0415
+
+    sim = story_simulator(93)
+    endpoint = IngestionEndpoint()
+    try:
+        env = env_for(sim, STATE_CONNECTION=azurite.connection_string, STATE_TABLE=table_name,
+                      ORG_NAME="Contoso",
+                      APPLICATIONINSIGHTS_CONNECTION_STRING=endpoint.connection_string)
+        done = cli(["check", "--json"], env)
+        assert done.returncode == 1, done.stderr
+        received = {envelope["data"]["baseData"]["metrics"][0]["name"]:
+                    (envelope["data"]["baseData"]["metrics"][0]["value"],
+                     envelope["data"]["baseData"]["properties"])
+                    for envelope in endpoint.envelopes}
+        assert len(endpoint.envelopes) == len(received)  # one point per metric
+        assert received["license.concurrent.peak"] == (93, {"org": "Contoso"})
+        assert received["license.check.failed"][0] == 0
+        assert received["license.capacity"][0] == 100
+        assert cli(["check", "--json", "--dry-run"], env).returncode == 1
+        assert len(endpoint.envelopes) == len(received)  # a dry run sends nothing
+    finally:
+        endpoint.stop()
