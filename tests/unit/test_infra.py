@@ -324,3 +324,25 @@ def test_azd_asks_only_for_what_has_no_default() -> None:
                 if parameter["default"] is None and name not in mapped}
     # README "Deploy" lists exactly these as the questions `azd up` asks.
     assert prompted == {"genesysClientId", "genesysClientSecret", "licenseCapacity", "alertEmail"}
+
+
+def readme_section(heading: str) -> str:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index(f"\n{heading}\n")
+    end = readme.find("\n## ", start + 1)
+    return readme[start:end if end != -1 else None]
+
+
+def test_the_readme_metrics_table_lists_exactly_the_contract() -> None:
+    section = readme_section("### Metrics")
+    listed = set(re.findall(r"^\| `(license\.[a-z_.]+)` \|", section, flags=re.MULTILINE))
+    assert listed == set(METRIC_NAMES)
+
+
+def test_the_readme_queries_name_only_contract_metrics() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    queries = re.findall(r"```kusto\n(.*?)```", readme, flags=re.DOTALL)
+    assert len(queries) >= 3
+    named = {name.rstrip(".") for query in queries for name in METRIC_NAME.findall(query)}
+    assert named
+    assert named <= set(METRIC_NAMES), f"not in METRIC_NAMES: {sorted(named - set(METRIC_NAMES))}"
