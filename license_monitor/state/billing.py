@@ -13,12 +13,11 @@ from datetime import UTC, date, datetime
 from datetime import time as clock_time
 from typing import Any
 
-from azure.core import MatchConditions
 from azure.core.exceptions import ResourceNotFoundError
-from azure.data.tables import TableTransactionError, UpdateMode
+from azure.data.tables import UpdateMode
 
 from license_monitor.billing import apply_histogram_delta, billable_peak, merge_minutes
-from license_monitor.state.table import WRITE_ATTEMPTS, StateTable, is_conflict, pack, unpack
+from license_monitor.state.table import WRITE_ATTEMPTS, StateTable, guarded, pack, unpack
 from license_monitor.times import minute_key, parse_minute_key, utc
 
 MINUTES = "minutes"
@@ -163,19 +162,7 @@ class BillingLedger:
                             "level": level}, {"mode": UpdateMode.REPLACE})
                 for minute, level in sorted(changed.items())
             ]
-            if etag is None:
-                operations.append(("create", histogram_entity))
-            else:
-                operations.append(("update", histogram_entity, {
-                    "mode": UpdateMode.REPLACE, "etag": etag,
-                    "match_condition": MatchConditions.IfNotModified,
-                }))
-            with table.translate("saving billing minutes"):
-                try:
-                    table.client.submit_transaction(operations)
-                except TableTransactionError as err:
-                    if is_conflict(err):
-                        continue
-                    raise
-            return updated
+            operations.append(guarded(histogram_entity, etag))
+            if table.commit_batch(operations, "saving billing minutes"):
+                return updated
         raise table.kept_changing("the billing minutes")

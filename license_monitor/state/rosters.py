@@ -10,9 +10,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from azure.core import MatchConditions
 from azure.core.exceptions import ResourceNotFoundError
-from azure.data.tables import TableTransactionError, UpdateMode
+from azure.data.tables import UpdateMode
 
 from license_monitor.state.table import (
     CHUNK_BYTES,
@@ -20,7 +19,7 @@ from license_monitor.state.table import (
     StateTable,
     chunks,
     dumps,
-    is_conflict,
+    guarded,
 )
 from license_monitor.times import format_time, utc
 
@@ -76,21 +75,10 @@ class RosterCache:
                 ("delete", {"PartitionKey": table.org, "RowKey": _chunk_key(index)})
                 for index in range(len(parts), old_count)
             ]
-            if current is None:
-                operations.append(("create", manifest))
-            else:
-                operations.append(("update", manifest, {
-                    "mode": UpdateMode.REPLACE, "etag": current.metadata["etag"],
-                    "match_condition": MatchConditions.IfNotModified,
-                }))
-            with table.translate("saving the roster"):
-                try:
-                    table.client.submit_transaction(operations)
-                except TableTransactionError as err:
-                    if is_conflict(err):
-                        continue
-                    raise
-            return
+            operations.append(guarded(manifest, None if current is None
+                                      else current.metadata["etag"]))
+            if table.commit_batch(operations, "saving the roster"):
+                return
         raise table.kept_changing("the cached roster")
 
     def load(self) -> dict[str, Any] | None:

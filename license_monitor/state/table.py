@@ -25,6 +25,7 @@ from datetime import date, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
     ClientAuthenticationError,
@@ -33,7 +34,7 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
-from azure.data.tables import TableClient
+from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from license_monitor.times import format_time
 
@@ -91,6 +92,14 @@ def unpack(entity: Mapping[str, Any], prefix: str) -> Any:
 def is_conflict(err: HttpResponseError) -> bool:
     """412 (ETag changed), 409 (created meanwhile) or 404 (deleted meanwhile): re-read, retry."""
     return err.status_code in (404, 409, 412)
+
+
+def guarded(entity: dict[str, Any], etag: str | None) -> tuple[Any, ...]:
+    """The batch operation writing `entity` only if unchanged since read (created if new)."""
+    if etag is None:
+        return ("create", entity)
+    return ("update", entity, {"mode": UpdateMode.REPLACE, "etag": etag,
+                               "match_condition": MatchConditions.IfNotModified})
 
 
 def describe(err: AzureError, action: str, where: str) -> str:
@@ -187,6 +196,17 @@ class StateTable:
             logger.debug("Storage error (%s) while %s", type(err).__name__, action)
             # `from None` keeps the SDK's message (URLs, maybe a SAS token) out of tracebacks.
             raise StorageUnavailable(message) from None
+
+    def commit_batch(self, operations: list[Any], action: str) -> bool:
+        """Submit one atomic batch; False when a row it depends on changed meanwhile."""
+        with self.translate(action):
+            try:
+                self.client.submit_transaction(operations)
+            except TableTransactionError as err:
+                if is_conflict(err):
+                    return False
+                raise
+        return True
 
     def kept_changing(self, what: str) -> StorageUnavailable:
         """The error for a row that other checks kept rewriting."""
