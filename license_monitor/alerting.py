@@ -100,14 +100,18 @@ class Billing:
     """The billing period's figures as recorded so far (30-minute rule, DESIGN.md §2)."""
 
     period_start: str  # ISO date of the period's first day
-    billable_peak: int
-    minutes_over_capacity: int | None = None
+    billable_peak: int  # exact to the second
+    minutes_over_capacity: int | None = None  # whole minutes of seconds_over_capacity
+    billable_peak_upper: int | None = None  # the same rule over each minute's highest level
+    seconds_over_capacity: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form (the `billing` object of payloads and check JSON)."""
         return {
             "period_start": self.period_start,
             "billable_peak": self.billable_peak,
+            "billable_peak_upper": self.billable_peak_upper,
+            "seconds_over_capacity": self.seconds_over_capacity,
             "minutes_over_capacity": self.minutes_over_capacity,
         }
 
@@ -118,6 +122,8 @@ class Billing:
             period_start=str(data["period_start"]),
             billable_peak=int(data["billable_peak"]),
             minutes_over_capacity=_optional_int(data.get("minutes_over_capacity")),
+            billable_peak_upper=_optional_int(data.get("billable_peak_upper")),
+            seconds_over_capacity=_optional_int(data.get("seconds_over_capacity")),
         )
 
 
@@ -136,13 +142,16 @@ class Usage:
     billable_peak: int | None = None
     period_start: str | None = None
     minutes_over_capacity: int | None = None
+    billable_peak_upper: int | None = None
+    seconds_over_capacity: int | None = None
 
     @property
     def billing(self) -> Billing | None:
         """The billing figures, when the period and its billable peak are known."""
         if self.billable_peak is None or self.period_start is None:
             return None
-        return Billing(self.period_start, self.billable_peak, self.minutes_over_capacity)
+        return Billing(self.period_start, self.billable_peak, self.minutes_over_capacity,
+                       self.billable_peak_upper, self.seconds_over_capacity)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form."""
@@ -154,6 +163,8 @@ class Usage:
             "billable_peak": self.billable_peak,
             "period_start": self.period_start,
             "minutes_over_capacity": self.minutes_over_capacity,
+            "billable_peak_upper": self.billable_peak_upper,
+            "seconds_over_capacity": self.seconds_over_capacity,
         }
 
     @classmethod
@@ -168,6 +179,8 @@ class Usage:
             billable_peak=_optional_int(data.get("billable_peak")),
             period_start=None if period is None else str(period),
             minutes_over_capacity=_optional_int(data.get("minutes_over_capacity")),
+            billable_peak_upper=_optional_int(data.get("billable_peak_upper")),
+            seconds_over_capacity=_optional_int(data.get("seconds_over_capacity")),
         )
 
 
@@ -273,6 +286,8 @@ class AlertEvent:
                 billable_peak=_optional_int(payload.get("billable_peak")),
                 period_start=None if billing is None else billing.period_start,
                 minutes_over_capacity=None if billing is None else billing.minutes_over_capacity,
+                billable_peak_upper=None if billing is None else billing.billable_peak_upper,
+                seconds_over_capacity=None if billing is None else billing.seconds_over_capacity,
             )
         utilization = payload.get("utilization_percent")
         cause = payload.get("cause")
@@ -667,8 +682,12 @@ def _overage(usage: Usage, previous: AlertState, policy: Policy) -> tuple[str, s
     if announced is not None and peak <= announced:
         return None
     over = peak - policy.capacity
-    minutes = usage.minutes_over_capacity
-    spent = "" if minutes is None else f"; {minutes} minutes over capacity so far"
+    seconds, minutes = usage.seconds_over_capacity, usage.minutes_over_capacity
+    spent = (f"; {seconds // 60} minutes ({seconds} s) over capacity so far"
+             if seconds is not None
+             else "" if minutes is None else f"; {minutes} minutes over capacity so far")
+    if usage.billable_peak_upper is not None and usage.billable_peak_upper != peak:
+        spent += f"; by whole minutes it could read up to {usage.billable_peak_upper}"
     message = (
         f"Billable peak of the period from {period} is {peak} concurrent licenses, {over} over "
         f"the {policy.capacity} purchased{spent}"

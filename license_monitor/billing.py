@@ -1,10 +1,17 @@
-"""Billing rule: the period's billable peak, ignoring peaks held for under 30 minutes in total."""
+"""Billing rule: the period's billable peak, ignoring peaks held for under 30 minutes in total.
+
+Exact to the millisecond: billable_peak = max{N : time in the period with concurrency >= N is
+at least 30 minutes}. The per-minute maximum gives only an upper bound (billable_peak_upper).
+"""
 
 from __future__ import annotations
 
 import calendar
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+
+from license_monitor.usage import MinuteProfile
 
 
 def _anchor_in_month(year: int, month: int, anchor_day: int) -> date:
@@ -25,66 +32,107 @@ def billing_period_start(now: datetime, anchor_day: int) -> date:
     return _anchor_in_month(today.year, today.month - 1, anchor_day)
 
 
-def merge_minutes(
-    recorded: Mapping[datetime, int], measured: Mapping[datetime, int]
-) -> tuple[dict[datetime, int], dict[int, int]]:
-    """Merge newly measured minute levels into the recorded ones.
-
-    Returns the rows to write (minute -> new level) and the histogram delta (level -> +/-
-    minutes). A minute measured again keeps the maximum of both measurements, so processing the
-    same minutes twice changes nothing. Only `measured` is iterated: `recorded` needs to hold
-    just the rows already stored for those minutes.
-    """
-    rows: dict[datetime, int] = {}
-    delta: dict[int, int] = {}
-    for minute, level in measured.items():
-        if level < 0:
-            raise ValueError(f"a concurrency level cannot be negative ({level} at {minute})")
-        previous = recorded.get(minute)
-        if previous is not None and previous >= level:
-            continue
-        rows[minute] = level
-        delta[level] = delta.get(level, 0) + 1
-        if previous is not None:
-            delta[previous] = delta.get(previous, 0) - 1
-    return rows, {level: minutes for level, minutes in delta.items() if minutes}
+BILLABLE_MS = 30 * 60_000  # peaks held for less than 30 minutes in total are not billed
+BILLABLE_MINUTES = 30
 
 
-def apply_histogram_delta(histogram: Mapping[int, int], delta: Mapping[int, int]) -> dict[int, int]:
-    """Return the histogram (level -> minutes) with the delta applied; empty levels dropped."""
-    result = dict(histogram)
-    for level, minutes in delta.items():
-        updated = result.get(level, 0) + minutes
-        if updated < 0:
-            # Only a histogram that disagrees with its minute rows can get here; carrying on
-            # would silently misstate the bill.
-            raise ValueError(
-                f"the histogram would hold {updated} minutes at level {level}: "
-                "it does not match the recorded minutes"
-            )
-        if updated:
-            result[level] = updated
-        else:
-            result.pop(level, None)
-    return result
+@dataclass(frozen=True)
+class MinuteRecord:
+    """One minute as measured: its step function and the check time that measured it."""
+
+    profile: MinuteProfile
+    measured_at: datetime
 
 
-def minutes_at_or_above(histogram: Mapping[int, int], level: int) -> int:
-    """Minutes of the period with concurrency of at least `level`."""
-    return sum(minutes for at, minutes in histogram.items() if at >= level)
+@dataclass(frozen=True)
+class Histogram:
+    """A period's time at each level: exact (milliseconds at exactly a level) and coarse
+    (minutes whose highest level is exactly a level). As a delta, counts may be negative."""
+
+    exact_ms: Mapping[int, int] = field(default_factory=dict)
+    peak_minutes: Mapping[int, int] = field(default_factory=dict)
+
+    @classmethod
+    def of_minute(cls, profile: MinuteProfile, sign: int = 1) -> Histogram:
+        """One minute's contribution (sign -1: taking it away)."""
+        return cls({level: sign * ms for level, ms in profile.ms_at.items() if ms},
+                   {profile.peak: sign})
+
+    def plus(self, other: Histogram, *, strict: bool = False) -> Histogram:
+        """The sum; with `strict`, a negative count means the histogram and its rows disagree."""
+        def add(mine: Mapping[int, int], theirs: Mapping[int, int]) -> dict[int, int]:
+            result = dict(mine)
+            for level, amount in theirs.items():
+                updated = result.get(level, 0) + amount
+                if strict and updated < 0:
+                    # Carrying on would silently misstate the bill.
+                    raise ValueError(
+                        f"the histogram would hold {updated} at level {level}: "
+                        "it does not match the recorded minutes")
+                if updated:
+                    result[level] = updated
+                else:
+                    result.pop(level, None)
+            return result
+        return Histogram(add(self.exact_ms, other.exact_ms),
+                         add(self.peak_minutes, other.peak_minutes))
+
+    def ms_at_or_above(self, level: int) -> int:
+        """Milliseconds of the period with concurrency of at least `level`."""
+        return sum(ms for at, ms in self.exact_ms.items() if at >= level)
+
+    @property
+    def minutes_recorded(self) -> int:
+        """Whole minutes measured in the period."""
+        return sum(self.peak_minutes.values())
+
+    @property
+    def billable_peak(self) -> int:
+        """max{N >= 1 : milliseconds with concurrency >= N reach 30 minutes}; 0 when none."""
+        return _highest_held(self.exact_ms, BILLABLE_MS)
+
+    @property
+    def billable_peak_upper(self) -> int:
+        """The same rule over each minute's highest level: what coarse sampling could bill."""
+        return _highest_held(self.peak_minutes, BILLABLE_MINUTES)
 
 
-def billable_peak(histogram: Mapping[int, int], min_minutes: int = 30) -> int:
-    """The highest level N with at least `min_minutes` minutes at N or above; 0 when none.
+def _highest_held(amount_at: Mapping[int, int], needed: int) -> int:
+    """The highest level N >= 1 whose amount at N or above reaches `needed`; 0 when none.
 
     Genesys disregards peaks shorter than 30 minutes and the 30 minutes need not be contiguous,
-    so the bill is the level the period held (in total) for 30 minutes.
+    so the bill is the level the period held, in total, for 30 minutes.
     """
     accumulated = 0
-    for level in sorted((at for at, minutes in histogram.items() if minutes > 0), reverse=True):
+    for level in sorted((at for at, amount in amount_at.items() if amount > 0), reverse=True):
         if level <= 0:
             break
-        accumulated += histogram[level]
-        if accumulated >= min_minutes:
+        accumulated += amount_at[level]
+        if accumulated >= needed:
             return level
     return 0
+
+
+def merge_minutes(
+    recorded: Mapping[datetime, MinuteRecord], measured: Mapping[datetime, MinuteRecord]
+) -> tuple[dict[datetime, MinuteRecord], Histogram]:
+    """Merge newly measured minutes into the recorded ones.
+
+    Returns the rows to write and the histogram delta. The newest measurement of a minute wins
+    (ties: the one stored stays): Genesys analytics only becomes more complete with time, so a
+    later look at the same minute knows at least as much, while an older, retried check never
+    overwrites a newer one. Measuring the same minutes again changes nothing, and no minute is
+    ever counted twice. Only `measured` is iterated: `recorded` needs just those minutes' rows.
+    """
+    rows: dict[datetime, MinuteRecord] = {}
+    delta = Histogram()
+    for minute, record in measured.items():
+        previous = recorded.get(minute)
+        if previous is not None and (
+                previous.measured_at >= record.measured_at or previous.profile == record.profile):
+            continue
+        rows[minute] = record
+        delta = delta.plus(Histogram.of_minute(record.profile))
+        if previous is not None:
+            delta = delta.plus(Histogram.of_minute(previous.profile, -1))
+    return rows, delta

@@ -13,6 +13,7 @@ from license_monitor.runtime import Services
 from license_monitor.settings import Settings
 from license_monitor.state import StorageUnavailable
 from license_monitor.times import format_time, parse_time
+from license_monitor.usage import MinuteProfile
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def _policy(services: Services) -> alerting.Policy:
 
 
 def _billing(
-    services: Services, request: CheckRequest, minutes: dict[datetime, int]
+    services: Services, request: CheckRequest, minutes: dict[datetime, MinuteProfile]
 ) -> dict[str, Any]:
     """Record this window's minutes (idempotent) and summarise the period (30-minute rule)."""
     settings = services.settings
@@ -99,24 +100,22 @@ def _billing(
         # A dry run without storage knows only this window, never 30 minutes of the period:
         # the billable peak is unknown, not zero.
         return {"period_start": period.isoformat(), "billable_peak": None,
+                "billable_peak_upper": None, "seconds_over_capacity": None,
                 "minutes_over_capacity": None}
     if request.dry_run:
         summary = services.state.billing.summary(period)
     else:
         # A window that straddles the period start holds minutes of the previous period too:
         # they count there (on its bill), not nowhere.
-        by_period: dict[date, dict[datetime, int]] = {}
-        for minute, level in minutes.items():
+        by_period: dict[date, dict[datetime, MinuteProfile]] = {}
+        for minute, profile in minutes.items():
             start = billing.billing_period_start(minute, settings.billing_anchor_day)
-            by_period.setdefault(start, {})[minute] = level
+            by_period.setdefault(start, {})[minute] = profile
+        ledger = services.state.billing
         for start in sorted(by_period.keys() - {period}):
-            services.state.billing.record_minutes(start, by_period[start])
-        summary = services.state.billing.record_minutes(period, by_period.get(period, {}))
-    return {
-        "period_start": summary.period_start.isoformat(),
-        "billable_peak": summary.billable_peak,
-        "minutes_over_capacity": summary.minutes_at_or_above(settings.license_capacity + 1),
-    }
+            ledger.record_minutes(start, by_period[start], request.checked_at)
+        summary = ledger.record_minutes(period, by_period.get(period, {}), request.checked_at)
+    return summary.figures(settings.license_capacity)
 
 
 def evaluate(
@@ -150,13 +149,15 @@ def _evaluate(
         outcome = alerting.CheckFailure(failure or "the check failed for an unknown reason")
     else:
         usage = measure.UsageReport.from_dict(measurement)
-        billed = _billing(services, request, usage.minute_levels)
+        billed = _billing(services, request, usage.minutes)
         outcome = alerting.Usage(
             concurrent=usage.peak.total, agents=usage.peak.agents, admins=usage.peak.admins,
             window_distinct=usage.window_distinct,
             billable_peak=billed["billable_peak"],
             period_start=billed["period_start"],
             minutes_over_capacity=billed["minutes_over_capacity"],
+            billable_peak_upper=billed["billable_peak_upper"],
+            seconds_over_capacity=billed["seconds_over_capacity"],
         )
         report.update({
             "window": measurement["window"],

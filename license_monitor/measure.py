@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from license_monitor.genesys.models import OFFLINE, PresenceSegment, normalise_presence
 from license_monitor.roster import AgentRule, Roster, Split, load_roster, split
 from license_monitor.times import format_precise, parse_time
-from license_monitor.usage import measure_concurrency
+from license_monitor.usage import MinuteProfile, measure_concurrency
 
 if TYPE_CHECKING:
     from license_monitor.genesys.client import GenesysClient
@@ -39,7 +39,7 @@ class UsageReport:
     peak_at: datetime
     pool_source: str
     unclassified: int
-    minute_levels: dict[datetime, int]
+    minutes: dict[datetime, MinuteProfile]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form using the CLI's field names (DESIGN.md §9)."""
@@ -52,9 +52,9 @@ class UsageReport:
             "peak_at": format_precise(self.peak_at),
             "pool_source": self.pool_source,
             "unclassified": self.unclassified,
-            "minute_levels": {
-                format_precise(minute): level
-                for minute, level in sorted(self.minute_levels.items())
+            "minutes": {
+                format_precise(minute): profile.encode()
+                for minute, profile in sorted(self.minutes.items())
             },
         }
 
@@ -71,8 +71,9 @@ class UsageReport:
             peak_at=parse_time(data["peak_at"]),
             pool_source=str(data["pool_source"]),
             unclassified=int(data["unclassified"]),
-            minute_levels={
-                parse_time(minute): int(level) for minute, level in data["minute_levels"].items()
+            minutes={
+                parse_time(minute): MinuteProfile.decode(str(profile))
+                for minute, profile in data["minutes"].items()
             },
         )
 
@@ -198,7 +199,7 @@ def measure(
         peak_at=concurrency.peak_at,
         pool_source=current.pool_source,
         unclassified=len(current.unresolved & logged_in),
-        minute_levels=concurrency.minute_levels,
+        minutes=concurrency.minutes,
     )
     _log_report(report)
     return report, current

@@ -10,6 +10,49 @@ from datetime import datetime, timedelta
 from license_monitor.genesys.models import OFFLINE, PresenceSegment, normalise_presence
 
 MINUTE = timedelta(minutes=1)
+MILLISECOND = timedelta(milliseconds=1)
+MINUTE_MS = 60_000
+
+
+@dataclass(frozen=True)
+class MinuteProfile:
+    """One whole minute's concurrency as a step function: milliseconds at each level.
+
+    `ms_at` maps every level the minute held (0 included) to how long it held it; the values
+    add up to 60,000. `peak` is the minute's highest level, however briefly held.
+    """
+
+    ms_at: Mapping[int, int]
+
+    @property
+    def peak(self) -> int:
+        """The highest level of the minute."""
+        return max((level for level, ms in self.ms_at.items() if ms > 0), default=0)
+
+    def ms_at_or_above(self, level: int) -> int:
+        """Milliseconds of this minute with concurrency of at least `level`."""
+        return sum(ms for at, ms in self.ms_at.items() if at >= level)
+
+    def encode(self) -> str:
+        """Compact text for storage and activity results: 'level:ms,level:ms' by level."""
+        return ",".join(f"{level}:{ms}" for level, ms in sorted(self.ms_at.items()) if ms)
+
+    @classmethod
+    def decode(cls, text: str) -> MinuteProfile:
+        """Inverse of encode(); refuses anything that is not a whole minute."""
+        ms_at: dict[int, int] = {}
+        for part in filter(None, text.split(",")):
+            level, _, ms = part.partition(":")
+            ms_at[int(level)] = ms_at.get(int(level), 0) + int(ms)
+        if sum(ms_at.values()) != MINUTE_MS or any(
+                level < 0 or ms < 0 for level, ms in ms_at.items()):
+            raise ValueError(f"not a minute's concurrency profile: {text[:80]!r}")
+        return cls(ms_at)
+
+    @classmethod
+    def flat(cls, level: int) -> MinuteProfile:
+        """A minute held at one level throughout."""
+        return cls({level: MINUTE_MS})
 
 
 def logged_in_during(seconds_by_presence: Mapping[str, int]) -> bool:
@@ -28,7 +71,7 @@ class Concurrency:
     peak: int
     peak_users: frozenset[str]
     peak_at: datetime
-    minute_levels: dict[datetime, int]
+    minutes: dict[datetime, MinuteProfile]
 
 
 # A logged-in span of one user after merging and clipping: [start, end), end None = past the
@@ -135,25 +178,30 @@ def measure_concurrency(
         peak=peak,
         peak_users=peak_users,
         peak_at=peak_at,
-        minute_levels=_minute_levels(times, levels, start, end),
+        minutes=_minute_profiles(times, levels, start, end),
     )
 
 
-def _minute_levels(
+def _minute_profiles(
     times: list[datetime], levels: list[int], start: datetime, end: datetime
-) -> dict[datetime, int]:
-    """Max concurrency of each whole minute [m, m+1) lying inside [start, end)."""
+) -> dict[datetime, MinuteProfile]:
+    """The step function of each whole minute [m, m+1) lying inside [start, end)."""
     first = start.replace(second=0, microsecond=0)
     if first < start:
         first += MINUTE
-    result: dict[datetime, int] = {}
+    result: dict[datetime, MinuteProfile] = {}
     minute = first
     while minute + MINUTE <= end:
         at = bisect_right(times, minute) - 1
-        highest = levels[at] if at >= 0 else 0
+        level = levels[at] if at >= 0 else 0
         stop = bisect_left(times, minute + MINUTE)
+        ms_at: dict[int, int] = {}
+        offset = 0  # milliseconds into the minute, floored: the parts add up to 60,000
         for index in range(at + 1, stop):
-            highest = max(highest, levels[index])
-        result[minute] = highest
+            changes_at = (times[index] - minute) // MILLISECOND
+            ms_at[level] = ms_at.get(level, 0) + changes_at - offset
+            offset, level = changes_at, levels[index]
+        ms_at[level] = ms_at.get(level, 0) + MINUTE_MS - offset
+        result[minute] = MinuteProfile({lvl: ms for lvl, ms in ms_at.items() if ms})
         minute += MINUTE
     return result

@@ -64,6 +64,11 @@ def compose(
     concurrent, capacity = payload.get("concurrent"), payload.get("capacity")
     billing = payload.get("billing") or {}
     billable_peak = billing.get("billable_peak", payload.get("billable_peak"))
+    upper = billing.get("billable_peak_upper")
+    # The exact figure decides; the whole-minute one is named when it reads higher.
+    upper_note = (f" (up to {upper} by whole minutes)"
+                  if upper is not None and billable_peak is not None and upper != billable_peak
+                  else "")
 
     parts = [f"{title}: {payload.get('message', '')}"]
     if concurrent is not None:
@@ -73,7 +78,7 @@ def compose(
         if payload.get("agents") is not None and payload.get("admins") is not None:
             parts.append(f"{payload['agents']} agents, {payload['admins']} admins")
     if billable_peak is not None and event != "overage_locked_in":
-        parts.append(f"billable peak so far {billable_peak}")
+        parts.append(f"billable peak so far {billable_peak}{upper_note}")
     line = "; ".join(parts)
     if link:
         line += f". Manual check: {link}"
@@ -91,8 +96,12 @@ def compose(
     if billable_peak is not None:
         period = billing.get("period_start")
         facts.append(("Billable peak so far",
-                      f"{billable_peak}" + (f" (period from {period})" if period else "")))
-    if billing.get("minutes_over_capacity") is not None:
+                      f"{billable_peak}{upper_note}"
+                      + (f" (period from {period})" if period else "")))
+    if billing.get("seconds_over_capacity") is not None:
+        seconds = int(billing["seconds_over_capacity"])
+        facts.append(("Time over capacity", f"{seconds // 60} min {seconds % 60} s"))
+    elif billing.get("minutes_over_capacity") is not None:
         facts.append(("Minutes over capacity", str(billing["minutes_over_capacity"])))
     if payload.get("cause"):
         facts.append(("Cause", CAUSES.get(str(payload["cause"]), str(payload["cause"]))))

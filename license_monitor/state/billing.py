@@ -1,8 +1,13 @@
 """Billing minutes and the period histogram: what the 30-minute rule is computed from.
 
-One row per measured minute (its highest concurrency) and per period one histogram row
-(level -> minutes), changed together in one ETag-guarded batch, so a check costs its window
-and not the whole period, and racing checks never count a minute twice.
+One row per measured minute (its step function: milliseconds at each level, and the check
+that measured it) and per period one histogram row (exact: milliseconds at each level; coarse:
+minutes by their highest level), changed together in one ETag-guarded batch, so a check costs
+its window and not the whole period, and racing checks never count a minute twice.
+
+Rows written before the step functions existed hold only a minute's highest level (`level`):
+they read as that level for the whole minute (an upper bound) until a newer measurement of
+the minute or `python -m license_monitor billing rebuild` replaces them.
 """
 
 from __future__ import annotations
@@ -16,13 +21,15 @@ from typing import Any
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
-from license_monitor.billing import apply_histogram_delta, billable_peak, merge_minutes
+from license_monitor.billing import Histogram, MinuteRecord, merge_minutes
 from license_monitor.state.table import WRITE_ATTEMPTS, StateTable, guarded, pack, unpack
-from license_monitor.times import minute_key, parse_minute_key, utc
+from license_monitor.times import format_precise, minute_key, parse_minute_key, parse_time, utc
+from license_monitor.usage import MINUTE_MS, MinuteProfile
 
 MINUTES = "minutes"
 HISTOGRAM_ROW = "histogram"
 MAX_BATCH_ROWS = 99  # a batch of minute rows also carries the histogram: 100 operations
+_NEVER = datetime(1970, 1, 1, tzinfo=UTC)  # rows from before measured_at was stored
 
 
 @dataclass(frozen=True)
@@ -30,47 +37,44 @@ class BillingSummary:
     """The billing period's figures after recording a check's minutes."""
 
     period_start: date
-    billable_peak: int
-    peak_level: int  # the highest one-minute level of the period, however briefly held
-    minutes_recorded: int
-    histogram: dict[int, int]  # level -> minutes at exactly that level
+    histogram: Histogram
 
-    def minutes_at_or_above(self, level: int) -> int:
-        """Minutes of the period with concurrency of at least `level`."""
-        return sum(minutes for at, minutes in self.histogram.items() if at >= level)
+    @property
+    def billable_peak(self) -> int:
+        """The 30-minute rule, exact to the millisecond."""
+        return self.histogram.billable_peak
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe form (histogram keys as strings)."""
+    @property
+    def billable_peak_upper(self) -> int:
+        """The 30-minute rule over each minute's highest level (an upper bound)."""
+        return self.histogram.billable_peak_upper
+
+    @property
+    def minutes_recorded(self) -> int:
+        """Whole minutes of the period measured so far."""
+        return self.histogram.minutes_recorded
+
+    def seconds_over(self, capacity: int) -> int:
+        """Whole seconds of the period with more users logged in than `capacity`."""
+        return self.histogram.ms_at_or_above(capacity + 1) // 1000
+
+    def figures(self, capacity: int) -> dict[str, Any]:
+        """The `billing` object of the check JSON and of every alert."""
+        seconds = self.seconds_over(capacity)
         return {
             "period_start": self.period_start.isoformat(),
             "billable_peak": self.billable_peak,
-            "peak_level": self.peak_level,
-            "minutes_recorded": self.minutes_recorded,
-            "histogram": {str(level): minutes for level, minutes in sorted(self.histogram.items())},
+            "billable_peak_upper": self.billable_peak_upper,
+            "seconds_over_capacity": seconds,
+            "minutes_over_capacity": seconds // 60,
         }
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> BillingSummary:
-        """Inverse of to_dict."""
-        return cls(
-            period_start=date.fromisoformat(str(data["period_start"])),
-            billable_peak=int(data["billable_peak"]),
-            peak_level=int(data["peak_level"]),
-            minutes_recorded=int(data["minutes_recorded"]),
-            histogram={int(level): int(minutes) for level, minutes in data["histogram"].items()},
-        )
 
-    @classmethod
-    def of(cls, period_start: date, histogram: Mapping[int, int]) -> BillingSummary:
-        """Summarise a period's histogram."""
-        levels = [level for level, minutes in histogram.items() if minutes > 0]
-        return cls(
-            period_start=period_start,
-            billable_peak=billable_peak(histogram),
-            peak_level=max(levels, default=0),
-            minutes_recorded=sum(histogram.values()),
-            histogram=dict(histogram),
-        )
+def _record_of(row: Mapping[str, Any]) -> MinuteRecord:
+    if "profile" in row:
+        return MinuteRecord(MinuteProfile.decode(str(row["profile"])),
+                            parse_time(str(row["measured_at"])))
+    return MinuteRecord(MinuteProfile.flat(int(row["level"])), _NEVER)
 
 
 class BillingLedger:
@@ -83,48 +87,60 @@ class BillingLedger:
         return self._table.partition(MINUTES, period_start.isoformat())
 
     def record_minutes(
-        self, period_start: date, minute_levels: Mapping[datetime, int]
+        self, period_start: date, minutes: Mapping[datetime, MinuteProfile],
+        measured_at: datetime,
     ) -> BillingSummary:
-        """Record per-minute concurrency for the period and return the period's billing figures.
+        """Record the minutes a check measured and return the period's billing figures.
 
-        Idempotent: a minute recorded again keeps the higher of both levels, so re-running a
-        check changes nothing. Minutes before the period's first day (a window that straddles
-        the period boundary) belong to the previous period and are skipped.
+        Idempotent: the newest measurement of a minute wins (billing.merge_minutes), so
+        re-running a check changes nothing. Minutes before the period's first day (a window
+        that straddles the period boundary) belong to the previous period and are skipped.
         """
         begins = datetime.combine(period_start, clock_time(), UTC)
-        measured: dict[datetime, int] = {}
-        for moment, level in minute_levels.items():
+        measured: dict[datetime, MinuteRecord] = {}
+        for moment, profile in minutes.items():
             minute = utc(moment)
             if minute.second or minute.microsecond:
-                raise ValueError(f"minute levels must be keyed by whole minutes, not {minute}")
+                raise ValueError(f"minutes must be keyed by whole minutes, not {minute}")
             if minute >= begins:
-                measured[minute] = int(level)
+                measured[minute] = MinuteRecord(profile, utc(measured_at))
         partition = self._partition(period_start)
         ordered = sorted(measured)
         if not ordered:
             histogram, _ = self._read_histogram(partition)
-            return BillingSummary.of(period_start, histogram)
+            return BillingSummary(period_start, histogram)
         for start in range(0, len(ordered), MAX_BATCH_ROWS):
-            batch = {minute: measured[minute] for minute in ordered[start : start + MAX_BATCH_ROWS]}
+            batch = {minute: measured[minute]
+                     for minute in ordered[start : start + MAX_BATCH_ROWS]}
             histogram = self._record_batch(partition, batch)
-        return BillingSummary.of(period_start, histogram)
+        return BillingSummary(period_start, histogram)
 
     def summary(self, period_start: date) -> BillingSummary:
         """The period's billing figures as recorded so far."""
         histogram, _ = self._read_histogram(self._partition(period_start))
-        return BillingSummary.of(period_start, histogram)
+        return BillingSummary(period_start, histogram)
 
-    def _read_histogram(self, partition: str) -> tuple[dict[int, int], str | None]:
+    def _read_histogram(self, partition: str) -> tuple[Histogram, str | None]:
         with self._table.translate("reading the billing histogram"):
             try:
                 entity = self._table.client.get_entity(partition, HISTOGRAM_ROW)
             except ResourceNotFoundError:
-                return {}, None
-        stored = unpack(entity, "h_") or {}
-        histogram = {int(level): int(minutes) for level, minutes in stored.items()}
+                return Histogram(), None
+        exact = unpack(entity, "x_")
+        if exact is None:  # written by whole minutes: each minute counts whole at its level
+            minutes = {int(level): int(count)
+                       for level, count in (unpack(entity, "h_") or {}).items()}
+            histogram = Histogram({level: count * MINUTE_MS for level, count in minutes.items()},
+                                  minutes)
+        else:
+            histogram = Histogram(
+                {int(level): int(ms) for level, ms in exact.items()},
+                {int(level): int(count) for level, count in unpack(entity, "p_").items()})
         return histogram, entity.metadata["etag"]
 
-    def _record_batch(self, partition: str, batch: Mapping[datetime, int]) -> dict[int, int]:
+    def _record_batch(
+        self, partition: str, batch: Mapping[datetime, MinuteRecord]
+    ) -> Histogram:
         table = self._table
         first, last = min(batch), max(batch)
         for _ in range(WRITE_ATTEMPTS):
@@ -137,12 +153,12 @@ class BillingLedger:
                     parameters={"pk": partition, "low": minute_key(first),
                                 "high": minute_key(last)},
                 ))
-            recorded = {parse_minute_key(str(row["RowKey"])): int(row["level"]) for row in rows}
+            recorded = {parse_minute_key(str(row["RowKey"])): _record_of(row) for row in rows}
             changed, delta = merge_minutes(recorded, batch)
             if not changed:
                 return histogram
             try:
-                updated = apply_histogram_delta(histogram, delta)
+                updated = histogram.plus(delta, strict=True)
             except ValueError:
                 # Rows newer than the histogram we read: another recorder committed between
                 # our two reads. Its ETag tells; only a histogram that stays inconsistent is
@@ -153,14 +169,19 @@ class BillingLedger:
             histogram_entity: dict[str, Any] = {
                 "PartitionKey": partition,
                 "RowKey": HISTOGRAM_ROW,
-                "minutes": sum(updated.values()),
-                "billable_peak": billable_peak(updated),
-                **pack("h_", {str(level): minutes for level, minutes in updated.items()}),
+                # Readable in Storage Explorer; the packed properties are the source.
+                "minutes": updated.minutes_recorded,
+                "billable_peak": updated.billable_peak,
+                "billable_peak_upper": updated.billable_peak_upper,
+                **pack("x_", {str(level): ms for level, ms in updated.exact_ms.items()}),
+                **pack("p_", {str(level): n for level, n in updated.peak_minutes.items()}),
             }
             operations: list[Any] = [
                 ("upsert", {"PartitionKey": partition, "RowKey": minute_key(minute),
-                            "level": level}, {"mode": UpdateMode.REPLACE})
-                for minute, level in sorted(changed.items())
+                            "level": record.profile.peak, "profile": record.profile.encode(),
+                            "measured_at": format_precise(record.measured_at)},
+                 {"mode": UpdateMode.REPLACE})
+                for minute, record in sorted(changed.items())
             ]
             operations.append(guarded(histogram_entity, etag))
             if table.commit_batch(operations, "saving billing minutes"):

@@ -370,6 +370,7 @@ def test_overage_is_locked_in_after_31_minutes_over_capacity_not_29(
         report = check_at(w, moment)
 
     assert report["billing"] == {"period_start": "2026-11-01", "billable_peak": 50,
+                                 "billable_peak_upper": 50, "seconds_over_capacity": 29 * 60,
                                  "minutes_over_capacity": 29}
     assert "overage_locked_in" not in webhook_events(w)
 
@@ -380,6 +381,7 @@ def test_overage_is_locked_in_after_31_minutes_over_capacity_not_29(
     later = check_at(w, at(9, 30))
 
     assert locked["billing"] == {"period_start": "2026-11-01", "billable_peak": 105,
+                                 "billable_peak_upper": 105, "seconds_over_capacity": 31 * 60,
                                  "minutes_over_capacity": 31}
     assert "overage_locked_in" in locked["events"]
     assert "overage_locked_in" not in later["events"]
@@ -387,7 +389,7 @@ def test_overage_is_locked_in_after_31_minutes_over_capacity_not_29(
                  if item.body["event"] == "overage_locked_in"]
     assert overage["message"] == (
         "Billable peak of the period from 2026-11-01 is 105 concurrent licenses, 5 over the 100 "
-        "purchased; 31 minutes over capacity so far")
+        "purchased; 31 minutes (1860 s) over capacity so far")
     assert overage["billing"] == locked["billing"]
     assert overage["alert_id"] == "overage-20261101"
 

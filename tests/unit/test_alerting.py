@@ -137,7 +137,8 @@ def test_payload_carries_the_design_fields() -> None:
         "concurrent": 461, "capacity": 500, "utilization_percent": 92.2,
         "agents": 414, "admins": 47, "window_distinct": 470, "billable_peak": 400,
         "billing": {"period_start": "2026-11-01", "billable_peak": 400,
-                    "minutes_over_capacity": 0},
+                    "minutes_over_capacity": 0,
+                    "billable_peak_upper": None, "seconds_over_capacity": None},
         "alert_id": "breach-20261126T120000Z", "occurred_at": "2026-11-26T12:00:00Z",
         "message": "461 of 500 concurrent licenses in use (92.2%), warning threshold 90%",
         "cause": None,
@@ -467,7 +468,8 @@ def test_failure_alert_carries_the_last_known_billing_figures() -> None:
     [event] = decide(CheckFailure("x"), state, policy, NOW + timedelta(minutes=5)).events
 
     assert event.to_payload()["billing"] == {
-        "period_start": "2026-11-01", "billable_peak": 290, "minutes_over_capacity": 0}
+        "period_start": "2026-11-01", "billable_peak": 290, "minutes_over_capacity": 0,
+        "billable_peak_upper": None, "seconds_over_capacity": None}
     assert event.to_payload()["concurrent"] is None  # never a zero for an unknown figure
 
 
@@ -534,7 +536,8 @@ def test_overage_message_says_how_far_over_and_for_how_long() -> None:
         "purchased; 41 minutes over capacity so far")
     assert overage.key == "overage-20261101:overage-507"
     assert overage.to_payload()["billing"] == {
-        "period_start": "2026-11-01", "billable_peak": 507, "minutes_over_capacity": 41}
+        "period_start": "2026-11-01", "billable_peak": 507, "minutes_over_capacity": 41,
+        "billable_peak_upper": None, "seconds_over_capacity": None}
     assert AlertEvent.from_payload(overage.to_payload()) == overage
 
 

@@ -1,4 +1,4 @@
-"""The 30-minute billing rule, billing periods and idempotent per-minute recording."""
+"""The 30-minute billing rule (exact to the second), billing periods, idempotent recording."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from license_monitor.billing import (
-    apply_histogram_delta,
-    billable_peak,
+    Histogram,
+    MinuteRecord,
     billing_period_start,
     merge_minutes,
-    minutes_at_or_above,
 )
+from license_monitor.genesys.models import PresenceSegment
+from license_monitor.usage import MinuteProfile, measure_concurrency
 
 M0 = datetime(2026, 11, 26, 11, 0, tzinfo=UTC)
 
@@ -56,8 +57,13 @@ def test_billing_anchor_out_of_range_is_rejected(anchor: int) -> None:
         billing_period_start(M0, anchor)
 
 
+def by_minutes(minutes_at: dict[int, int]) -> Histogram:
+    """A period whose minutes are each held at one level: level -> minutes."""
+    return Histogram({level: n * 60_000 for level, n in minutes_at.items()}, dict(minutes_at))
+
+
 @pytest.mark.parametrize(
-    ("histogram", "expected"),
+    ("minutes_at", "expected"),
     [
         ({}, 0),
         ({0: 500}, 0),
@@ -68,129 +74,145 @@ def test_billing_anchor_out_of_range_is_rejected(anchor: int) -> None:
         ({100: 10, 103: 20, 104: 10}, 103),  # >=104 held 10 min, >=103 held 30
         ({50: 1000, 120: 29, 130: 1}, 120),  # >=130 held 1 min, >=120 held 30
     ],
-    ids=[
-        "empty",
-        "zeros",
-        "under-30",
-        "exactly-30",
-        "vendor-example",
-        "non-contiguous",
-        "stacked",
-        "sparse-levels",
-    ],
+    ids=["empty", "zeros", "under-30", "exactly-30", "vendor-example", "non-contiguous",
+         "stacked", "sparse-levels"],
 )
-def test_billable_peak_table(histogram: dict[int, int], expected: int) -> None:
-    assert billable_peak(histogram) == expected
+def test_billable_peak_table(minutes_at: dict[int, int], expected: int) -> None:
+    histogram = by_minutes(minutes_at)
+    assert histogram.billable_peak == expected
+    assert histogram.billable_peak_upper == expected  # whole minutes: both rules agree
 
 
-def test_billable_peak_honours_min_minutes() -> None:
-    assert billable_peak({10: 5, 12: 5}, min_minutes=5) == 12
-    assert billable_peak({10: 5, 12: 5}, min_minutes=10) == 10
-    assert billable_peak({10: 5, 12: 5}, min_minutes=11) == 0
+def test_the_hand_over_example_bills_the_seconds_not_the_minutes() -> None:
+    # 100 users all month; three hand-overs of 10 minutes where 10 arrive at second 20 and
+    # 10 leave at second 21: 30 seconds at 110 in 30 different minutes.
+    hand_over = MinuteProfile({100: 59_000, 110: 1_000})
+    histogram = by_minutes({100: 1000})
+    for _ in range(30):
+        histogram = histogram.plus(Histogram.of_minute(hand_over))
+    assert histogram.billable_peak == 100
+    assert histogram.billable_peak_upper == 110
+    assert histogram.ms_at_or_above(101) == 30_000
 
 
-def test_minutes_at_or_above() -> None:
-    histogram = {0: 100, 80: 40, 100: 12, 130: 3}
-    assert minutes_at_or_above(histogram, 100) == 15
-    assert minutes_at_or_above(histogram, 101) == 3
-    assert minutes_at_or_above(histogram, 131) == 0
-    assert minutes_at_or_above(histogram, 0) == 155
+def test_thirty_minutes_in_seconds_spread_over_many_minutes_are_billed() -> None:
+    half = MinuteProfile({100: 30_000, 105: 30_000})
+    histogram = Histogram()
+    for count in range(1, 61):
+        histogram = histogram.plus(Histogram.of_minute(half))
+        assert histogram.billable_peak == (105 if count >= 60 else 100 if count >= 30 else 0)
+
+
+def record(minute_at: int, levels: dict[int, int], measured_at: int) -> MinuteRecord:
+    return MinuteRecord(MinuteProfile(levels), minute(measured_at))
 
 
 @pytest.mark.parametrize(
-    ("recorded", "measured", "rows", "delta"),
+    ("recorded", "measured", "changed"),
     [
-        ({}, {minute(0): 5}, {minute(0): 5}, {5: 1}),
-        ({minute(0): 5}, {minute(0): 5}, {}, {}),
-        ({minute(0): 5}, {minute(0): 3}, {}, {}),  # lower re-measurement keeps the max
-        ({minute(0): 5}, {minute(0): 7}, {minute(0): 7}, {5: -1, 7: 1}),
-        ({minute(0): 5, minute(1): 6}, {minute(1): 6, minute(2): 6}, {minute(2): 6}, {6: 1}),
-        ({}, {minute(0): 0}, {minute(0): 0}, {0: 1}),
-        (
-            {minute(0): 4, minute(1): 7},
-            {minute(0): 7, minute(1): 9},
-            {minute(0): 7, minute(1): 9},
-            {4: -1, 9: 1},
-        ),  # 7: +1 -1 cancels out
+        ({}, {0: record(0, {5: 60_000}, 10)}, [0]),
+        ({0: record(0, {5: 60_000}, 10)}, {0: record(0, {5: 60_000}, 20)}, []),  # same profile
+        ({0: record(0, {5: 60_000}, 10)}, {0: record(0, {3: 60_000}, 20)}, [0]),  # newer wins
+        ({0: record(0, {5: 60_000}, 20)}, {0: record(0, {9: 60_000}, 10)}, []),  # older loses
+        ({0: record(0, {5: 60_000}, 20)}, {0: record(0, {9: 60_000}, 20)}, []),  # tie: stored
     ],
-    ids=["new", "same", "lower", "higher", "overlap", "zero-level", "cancelling"],
+    ids=["new", "same", "newer", "older", "tie"],
 )
 def test_merge_minutes_table(
-    recorded: dict[datetime, int],
-    measured: dict[datetime, int],
-    rows: dict[datetime, int],
-    delta: dict[int, int],
+    recorded: dict[int, MinuteRecord], measured: dict[int, MinuteRecord], changed: list[int],
 ) -> None:
-    assert merge_minutes(recorded, measured) == (rows, delta)
+    rows, delta = merge_minutes({minute(k): v for k, v in recorded.items()},
+                                {minute(k): v for k, v in measured.items()})
+    assert sorted(rows) == [minute(k) for k in changed]
+    expected = Histogram()
+    for k in changed:
+        expected = expected.plus(Histogram.of_minute(measured[k].profile))
+        if k in recorded:
+            expected = expected.plus(Histogram.of_minute(recorded[k].profile, -1))
+    assert delta == expected
 
 
-def test_merge_minutes_rejects_negative_levels() -> None:
-    with pytest.raises(ValueError, match="negative"):
-        merge_minutes({}, {minute(0): -1})
-
-
-def test_apply_histogram_delta_drops_empty_levels_and_refuses_negative_minutes() -> None:
-    assert apply_histogram_delta({5: 1, 6: 2}, {5: -1, 7: 1}) == {6: 2, 7: 1}
+def test_a_histogram_that_disagrees_with_its_rows_is_refused() -> None:
     with pytest.raises(ValueError, match="does not match"):
-        apply_histogram_delta({5: 1}, {5: -2})
+        by_minutes({5: 1}).plus(by_minutes({5: -2}), strict=True)
 
 
-# ---------------------------------------------------------------- properties
-
-levels = st.integers(0, 40)
-minute_maps = st.dictionaries(st.integers(0, 120).map(minute), levels, max_size=80)
-
-
-def replay(batches: list[dict[datetime, int]]) -> tuple[dict[datetime, int], dict[int, int]]:
-    """Record batches the way the state layer does: rows + histogram, via merge + delta."""
-    rows: dict[datetime, int] = {}
-    histogram: dict[int, int] = {}
-    for batch in batches:
-        new_rows, delta = merge_minutes({m: rows[m] for m in batch if m in rows}, batch)
-        rows.update(new_rows)
-        histogram = apply_histogram_delta(histogram, delta)
-    return rows, histogram
+def test_profiles_refuse_anything_but_a_whole_minute() -> None:
+    assert MinuteProfile.decode("0:20000,100:39000,110:1000").peak == 110
+    with pytest.raises(ValueError, match="profile"):
+        MinuteProfile.decode("100:59000")
 
 
-@settings(max_examples=150, deadline=None)
-@given(st.lists(minute_maps, max_size=6))
-def test_histogram_always_matches_the_rows(batches: list[dict[datetime, int]]) -> None:
-    rows, histogram = replay(batches)
-    expected: dict[int, int] = {}
-    for level in rows.values():
-        expected[level] = expected.get(level, 0) + 1
-    assert histogram == expected
-    for m, level in rows.items():
-        assert level == max(batch[m] for batch in batches if m in batch)
+# ---------------------------------------------------------------- against a brute force
+
+T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+HORIZON = 3 * 3600  # seconds of simulated day
 
 
-@settings(max_examples=150, deadline=None)
-@given(st.lists(minute_maps, min_size=1, max_size=6), st.data())
-def test_merge_minutes_is_idempotent(
-    batches: list[dict[datetime, int]], data: st.DataObject
+@st.composite
+def segment_sets(draw: st.DrawFn) -> list[PresenceSegment]:
+    """Logged-in spans of up to 12 users, on whole seconds, overlaps and open ends included."""
+    segments = []
+    for user in range(draw(st.integers(1, 12))):
+        for _ in range(draw(st.integers(0, 4))):
+            start = draw(st.integers(0, HORIZON - 1))
+            length = draw(st.one_of(st.none(), st.integers(1, 3600)))
+            presence = draw(st.sampled_from(["AVAILABLE", "ON_QUEUE", "BUSY", "OFFLINE"]))
+            segments.append(PresenceSegment(
+                user_id=f"u{user}", start=T0 + timedelta(seconds=start),
+                end=None if length is None else T0 + timedelta(seconds=start + length),
+                presence=presence))
+    return segments
+
+
+def logged_in_at(segments: list[PresenceSegment], second: int) -> int:
+    """Users logged in during [second, second + 1), counted one by one."""
+    moment = T0 + timedelta(seconds=second)
+    return len({s.user_id for s in segments if s.presence != "OFFLINE" and s.start <= moment
+                and (s.end is None or s.end > moment)})
+
+
+@settings(max_examples=60, deadline=None)
+@given(segment_sets(), st.lists(st.integers(0, HORIZON // 60 - 15), min_size=1, max_size=8))
+def test_recorded_seconds_equal_a_second_by_second_count(
+    segments: list[PresenceSegment], window_starts: list[int],
 ) -> None:
-    rows, histogram = replay(batches)
-    again = data.draw(st.sampled_from(batches))
-    assert merge_minutes(rows, again) == ({}, {})
-    assert replay([*batches, again]) == (rows, histogram)
+    # Overlapping 15-minute windows, each measured by a check at its end, in any order.
+    rows: dict[datetime, MinuteRecord] = {}
+    histogram = Histogram()
+    for start_minute in window_starts:
+        start = T0 + timedelta(minutes=start_minute)
+        end = start + timedelta(minutes=15)
+        measured = {m: MinuteRecord(profile, end)
+                    for m, profile in measure_concurrency(segments, start, end).minutes.items()}
+        changed, delta = merge_minutes({m: rows[m] for m in measured if m in rows}, measured)
+        rows.update(changed)
+        histogram = histogram.plus(delta, strict=True)
+
+    covered = sorted({start + minute_index for start in window_starts
+                      for minute_index in range(15)})
+    expected_ms: dict[int, int] = {}
+    for minute_index in covered:
+        for second in range(minute_index * 60, minute_index * 60 + 60):
+            level = logged_in_at(segments, second)
+            expected_ms[level] = expected_ms.get(level, 0) + 1000
+    assert dict(histogram.exact_ms) == expected_ms
+    assert histogram.minutes_recorded == len(covered)
+    # The billable peak is the brute-force rule, and the minute rule never reads lower.
+    seconds_at_or_above = {n: sum(ms for lvl, ms in expected_ms.items() if lvl >= n) // 1000
+                           for n in range(1, 13)}
+    brute = max((n for n, secs in seconds_at_or_above.items() if secs >= 1800), default=0)
+    assert histogram.billable_peak == brute
+    assert histogram.billable_peak_upper >= histogram.billable_peak
 
 
-@settings(max_examples=150, deadline=None)
-@given(st.dictionaries(levels, st.integers(1, 40), max_size=15), st.integers(1, 60))
-def test_billable_peak_is_within_the_levels_and_holds_the_minutes(
-    histogram: dict[int, int], min_minutes: int
+@settings(max_examples=100, deadline=None)
+@given(st.dictionaries(st.integers(0, 40), st.integers(1, 40), max_size=15),
+       st.integers(0, 40), st.integers(1, 40))
+def test_billable_peak_never_falls_as_time_is_added(
+    minutes_at: dict[int, int], level: int, minutes: int,
 ) -> None:
-    peak = billable_peak(histogram, min_minutes)
-    assert peak <= max(histogram, default=0)
-    if peak:
-        assert minutes_at_or_above(histogram, peak) >= min_minutes
-    assert minutes_at_or_above(histogram, peak + 1) < min_minutes
-
-
-@settings(max_examples=150, deadline=None)
-@given(st.dictionaries(levels, st.integers(1, 40), max_size=15), levels, st.integers(1, 40))
-def test_billable_peak_never_falls_as_minutes_are_added(
-    histogram: dict[int, int], level: int, minutes: int
-) -> None:
-    more = apply_histogram_delta(histogram, {level: minutes})
-    assert billable_peak(more) >= billable_peak(histogram)
+    before = by_minutes(minutes_at)
+    more = before.plus(by_minutes({level: minutes}))
+    assert more.billable_peak >= before.billable_peak
+    assert more.billable_peak_upper >= before.billable_peak_upper

@@ -10,9 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from license_monitor.genesys.models import PresenceSegment
-from license_monitor.usage import Concurrency, logged_in_during, measure_concurrency
+from license_monitor.usage import Concurrency, MinuteProfile, logged_in_during, measure_concurrency
 
 T = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+def peaks(minutes: dict[datetime, MinuteProfile]) -> dict[datetime, int]:
+    """The highest level of each whole minute."""
+    return {minute: profile.peak for minute, profile in minutes.items()}
+
 
 
 def window_active_users(aggregates: dict[str, dict[str, int]]) -> frozenset[str]:
@@ -82,9 +87,9 @@ def test_shift_change_peak_is_exact_where_window_distinct_overcounts() -> None:
     assert len(result.now_users) == 130
     assert result.peak_at == START
     assert result.peak_users == frozenset(s.user_id for s in steady + leaving)
-    assert result.minute_levels[at(4)] == 130
-    assert result.minute_levels[at(7)] == 80
-    assert result.minute_levels[at(10)] == 130
+    assert peaks(result.minutes)[at(4)] == 130
+    assert peaks(result.minutes)[at(7)] == 80
+    assert peaks(result.minutes)[at(10)] == 130
 
 
 @pytest.mark.parametrize(
@@ -161,7 +166,7 @@ def test_minute_levels_hold_the_max_within_each_whole_minute() -> None:
         PresenceSegment("b", minute + 30 * second, minute + 120 * second, "BUSY"),
     ]
     result = measure_concurrency(segments, start, end)
-    assert result.minute_levels == {
+    assert peaks(result.minutes) == {
         minute: 2,
         minute + timedelta(minutes=1): 1,
         minute + timedelta(minutes=2): 0,
@@ -212,7 +217,7 @@ def aggregates_of(segments: list[PresenceSegment]) -> dict[str, dict[str, int]]:
 
 
 def summary(r: Concurrency) -> tuple[object, ...]:
-    return (r.now_users, r.peak, r.peak_users, r.peak_at, r.minute_levels)
+    return (r.now_users, r.peak, r.peak_users, r.peak_at, peaks(r.minutes))
 
 
 @settings(max_examples=200, deadline=None)
@@ -225,7 +230,7 @@ def test_now_never_exceeds_peak_and_peak_never_exceeds_window_distinct(
     assert len(result.now_users) <= result.peak <= len(distinct)
     assert result.now_users <= distinct
     assert result.peak_users <= distinct
-    assert max(result.minute_levels.values(), default=0) <= result.peak
+    assert max(peaks(result.minutes).values(), default=0) <= result.peak
 
 
 @settings(max_examples=100, deadline=None)

@@ -9,6 +9,7 @@ import requests
 from license_monitor.alerting import CheckFailure, Policy, Usage
 from license_monitor.notify import DeliveryError, send
 from license_monitor.state import Evaluation, StateStore
+from license_monitor.usage import MinuteProfile
 from tests.fixtures.receivers import HttpReceiver
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -56,5 +57,6 @@ def at(minutes: float) -> datetime:
 
 
 
-def minutes(start: datetime, count: int, level: int) -> dict[datetime, int]:
-    return {start + timedelta(minutes=index): level for index in range(count)}
+def minutes(start: datetime, count: int, level: int) -> dict[datetime, MinuteProfile]:
+    """`count` whole minutes from `start`, each held at `level` throughout."""
+    return {start + timedelta(minutes=index): MinuteProfile.flat(level) for index in range(count)}

@@ -22,9 +22,9 @@ def test_samples_are_idempotent_and_purged_with_old_minutes(store: StateStore) -
     store.samples.save({"concurrent": 1, "checked_at": july}, july)
     store.samples.save({"concurrent": 2}, recent)
     store.samples.save({"concurrent": 3}, recent)  # the same check re-run: overwrites
-    store.billing.record_minutes(date(2026, 7, 1), minutes(july, 3, 5))
-    store.billing.record_minutes(date(2026, 8, 1), minutes(august, 2, 5))
-    store.billing.record_minutes(PERIOD, minutes(recent, 3, 5))
+    store.billing.record_minutes(date(2026, 7, 1), minutes(july, 3, 5), july)
+    store.billing.record_minutes(date(2026, 8, 1), minutes(august, 2, 5), august)
+    store.billing.record_minutes(PERIOD, minutes(recent, 3, 5), recent)
     cutoff = NOW - timedelta(days=90)  # 2026-08-28: August's period may not be over yet
 
     assert stored_samples(store, july, NOW) == [
