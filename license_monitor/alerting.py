@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Any, Literal, Protocol, cast
 from zoneinfo import ZoneInfo
 
-from license_monitor.times import compact_time, format_time, parse_time, utc
+from license_monitor.times import compact_time, format_check_time, format_time, parse_time, utc
 
 Level = Literal["ok", "warning", "critical"]
 LEVELS: tuple[Level, ...] = ("ok", "warning", "critical")
@@ -45,7 +45,7 @@ def _optional_time(text: Any) -> datetime | None:
 
 
 def _optional_format(moment: datetime | None) -> str | None:
-    return None if moment is None else format_time(moment)
+    return None if moment is None else format_check_time(moment)
 
 
 def _optional_int(value: Any) -> int | None:

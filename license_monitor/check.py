@@ -12,7 +12,7 @@ from license_monitor.roster import Roster
 from license_monitor.runtime import Services
 from license_monitor.settings import Settings
 from license_monitor.state import StorageUnavailable
-from license_monitor.times import format_time, parse_time
+from license_monitor.times import format_check_time, format_time, parse_time
 from license_monitor.usage import MinuteProfile
 
 logger = logging.getLogger(__name__)
@@ -143,7 +143,7 @@ def _evaluate(
     settings = services.settings
     now = request.checked_at
     policy = _policy(services)
-    report: dict[str, Any] = {"checked_at": format_time(now)}
+    report: dict[str, Any] = {"checked_at": format_check_time(now)}
     outcome: alerting.Usage | alerting.CheckFailure
     if measurement is None:
         outcome = alerting.CheckFailure(failure or "the check failed for an unknown reason")

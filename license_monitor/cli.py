@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from license_monitor.settings import ConfigError, Settings
+from license_monitor.times import format_check_time
 
 EXIT_CODES = {"ok": 0, "warning": 1, "critical": 2, "unknown": 3}
 
@@ -117,14 +118,14 @@ def run_check(
     finally:
         runtime.install(None)
     if result.runtime_status != "Completed" or not isinstance(result.output, dict):
-        return {"checked_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        return {"checked_at": format_check_time(datetime.now(UTC)),
                 "level": "unknown", "error": result.error or "the check did not complete",
                 "events": [], "notifications": []}
     return result.output
 
 
 def _unknown(error: str) -> dict[str, Any]:
-    return {"checked_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    return {"checked_at": format_check_time(datetime.now(UTC)),
             "level": "unknown", "error": error, "events": [], "notifications": []}
 
 

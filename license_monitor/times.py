@@ -1,7 +1,8 @@
 """Check times and minute keys: formatting, parsing and UTC normalisation, in one place.
 
-Every time the product stores or shows is aware UTC. Check times are written with whole
-seconds ('2026-11-26T12:00:00Z'); minute keys of the billing rows as '2026-11-26T12:00Z'.
+Every time the product stores or shows is aware UTC. Check times are written with
+milliseconds ('2026-11-26T12:00:00.300Z'), event times with whole seconds
+('2026-11-26T12:00:00Z'), minute keys of the billing rows as '2026-11-26T12:00Z'.
 """
 
 from __future__ import annotations
@@ -21,6 +22,15 @@ def utc(moment: datetime) -> datetime:
 def format_time(moment: datetime) -> str:
     """Format an aware datetime as '2026-11-26T12:00:00Z' (whole seconds, UTC)."""
     return utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_check_time(moment: datetime) -> str:
+    """A check's time: '2026-11-26T12:00:00.300Z' (always milliseconds, fixed width, UTC).
+
+    Two checks in the same second are told apart and sort in order as text (row keys).
+    """
+    moment = utc(moment)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def format_precise(moment: datetime) -> str:

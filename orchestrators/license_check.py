@@ -13,6 +13,8 @@ from typing import Any
 
 import azure.durable_functions as df
 
+from license_monitor.times import format_check_time
+
 bp = df.Blueprint()
 
 ORCHESTRATOR = "license_check"
@@ -49,7 +51,7 @@ def license_check(context: df.DurableOrchestrationContext) -> Generator[Any, Any
     """One check. Deterministic: time from the history, no settings, no I/O, no token."""
     request = context.get_input(expected_type=dict) or {}
     check = {
-        "checked_at": context.current_utc_datetime.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "checked_at": format_check_time(context.current_utc_datetime),
         "dry_run": bool(request.get("dry_run")),
     }
     measurement: dict[str, Any] | None = None

@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 from license_monitor.state.billing import HISTOGRAM_ROW, MINUTES
 from license_monitor.state.samples import SAMPLES
 from license_monitor.state.table import StateTable
-from license_monitor.times import format_time, minute_key, utc
+from license_monitor.times import format_check_time, format_time, minute_key, utc
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ class Retention:
         with table.translate("listing rows to purge"):
             doomed = list(table.client.query_entities(
                 "PartitionKey eq @pk and RowKey lt @before",
-                parameters={"pk": table.partition(SAMPLES), "before": format_time(cutoff)},
+                parameters={"pk": table.partition(SAMPLES), "before": format_check_time(cutoff)},
                 select=["PartitionKey", "RowKey"],
             ))
             # "histogram" sorts after every minute key, so `lt` never selects it.

@@ -13,7 +13,7 @@ from typing import Any
 from azure.data.tables import UpdateMode
 
 from license_monitor.state.table import StateTable, dumps
-from license_monitor.times import format_time, utc
+from license_monitor.times import format_check_time
 
 SAMPLES = "samples"
 MAX_SAMPLE_CHARS = 30_000
@@ -32,7 +32,7 @@ class SampleLog:
             raise ValueError(f"a usage sample has {len(text)} characters, over {MAX_SAMPLE_CHARS}")
         entity = {
             "PartitionKey": self._table.partition(SAMPLES),
-            "RowKey": format_time(utc(now)),
+            "RowKey": format_check_time(now),
             "sample": text,
         }
         with self._table.translate("saving a usage sample"):

@@ -130,7 +130,7 @@ def test_custom_status_shows_the_figures_in_the_portal(world: Callable[..., Worl
     w.check()
     status = w.results[-1].custom_status
     assert status == {
-        "checked_at": "2026-11-26T08:20:00Z", "level": "warning", "concurrent": 91,
+        "checked_at": "2026-11-26T08:20:00.000Z", "level": "warning", "concurrent": 91,
         "capacity": 100, "utilization_percent": 91.0, "billable_peak": 0,
     }
 

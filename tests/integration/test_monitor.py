@@ -7,10 +7,11 @@ import hashlib
 import hmac
 import threading
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from simulator import Fault
+from simulator.demo import set_online
 from tests.fixtures.azurite import stored_samples
 from tests.fixtures.monitor import WEBHOOK_SECRET, World
 
@@ -175,7 +176,8 @@ def test_each_check_stores_one_usage_sample(world: Callable[..., World]) -> None
     assert w.services.state is not None
     samples = stored_samples(w.services.state, first, second)
     assert [s["concurrent"]["peak"]["total"] for s in samples] == [60, 80]
-    assert [s["checked_at"] for s in samples] == ["2026-11-26T08:20:00Z", "2026-11-26T08:40:00Z"]
+    assert [s["checked_at"] for s in samples] == [
+        "2026-11-26T08:20:00.000Z", "2026-11-26T08:40:00.000Z"]
 
 
 def test_a_window_across_the_period_start_bills_each_minute_to_its_period(
@@ -190,3 +192,22 @@ def test_a_window_across_the_period_start_bills_each_minute_to_its_period(
     november = w.services.state.billing.summary(date(2026, 11, 1))
     december = w.services.state.billing.summary(date(2026, 12, 1))
     assert (november.minutes_recorded, december.minutes_recorded) == (10, 5)
+
+
+def test_two_checks_300_ms_apart_both_decide_in_order(world: Callable[..., World]) -> None:
+    w = world()
+    first_at = w.at_level(60)
+    w.check()
+    # 93 users logged in 100 ms after the first check; the next check follows 200 ms later.
+    set_online(w.simulator.org, 93, first_at + timedelta(milliseconds=100))
+    w.now = first_at + timedelta(milliseconds=300)
+    w.simulator.org.now = w.now
+    second = w.check()
+
+    assert second["checked_at"] == "2026-11-26T08:20:00.300Z"
+    assert second["events"] == ["breach"]
+    assert [item.body["event"] for item in w.receiver.delivered] == ["breach"]
+    assert w.services.state is not None
+    samples = stored_samples(w.services.state, first_at, w.now)
+    assert [(s["checked_at"], s["level"]) for s in samples] == [
+        ("2026-11-26T08:20:00.000Z", "ok"), ("2026-11-26T08:20:00.300Z", "warning")]
