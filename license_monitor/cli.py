@@ -172,9 +172,14 @@ def main(
                        help="measure and decide, but send nothing and write no state")
     check.add_argument("--settings", metavar="FILE",
                        help="read settings from a local.settings.json (environment wins)")
-    check.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
+    check.add_argument("-v", "--verbose", action="count", default=0,
+                       help="log to stderr (-vv: with debug detail)")
     args = parser.parse_args(argv)
+    levels = {0: logging.ERROR, 1: logging.INFO}
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.ERROR, stream=err,
+        level=levels.get(args.verbose, logging.DEBUG), stream=err,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from license_monitor.runtime import quiet_http_logging  # noqa: PLC0415 (see run_check)
+
+    quiet_http_logging()
     return _check(args, out, err)

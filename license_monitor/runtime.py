@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import requests
+from azure.core.credentials import TokenCredential
 
 from license_monitor.genesys import auth
 from license_monitor.genesys.client import GenesysClient
@@ -23,6 +24,15 @@ from license_monitor.settings import ConfigError, Settings
 from license_monitor.state import StateStore
 
 logger = logging.getLogger(__name__)
+
+# Loggers that write request URLs (webhook paths are secrets) at DEBUG/INFO.
+HTTP_LOGGERS = ("urllib3", "azure.core.pipeline.policies.http_logging_policy")
+
+
+def quiet_http_logging() -> None:
+    """Keep HTTP libraries at WARNING whatever the app's level: their URLs may carry secrets."""
+    for name in HTTP_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @dataclass
@@ -66,13 +76,25 @@ def channel_session() -> requests.Session:
     return session
 
 
+def storage_credential(settings: Settings) -> TokenCredential:
+    """The app's managed identity (AZURE_CLIENT_ID for a user-assigned one).
+
+    DefaultAzureCredential only when AZURE_CREDENTIAL=default: it tries environment secrets,
+    workload identity and developer logins too, which an app in Azure should never pick up.
+    """
+    # Only in Azure: the CLI and the tests use a connection string.
+    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential  # noqa: PLC0415
+
+    if settings.azure_credential == "default":
+        return DefaultAzureCredential()
+    return ManagedIdentityCredential(client_id=settings.azure_client_id)
+
+
 def state_store(settings: Settings) -> StateStore:
     """Table Storage by connection string, or by account URL and managed identity."""
     if settings.state_account_url:
-        from azure.identity import DefaultAzureCredential  # noqa: PLC0415 (only in Azure)
-
         return StateStore.from_account_url(
-            settings.state_account_url, DefaultAzureCredential(), settings.state_table,
+            settings.state_account_url, storage_credential(settings), settings.state_table,
             settings.org_key)
     if not settings.state_connection:
         raise ConfigError([
@@ -100,12 +122,21 @@ def settings() -> Settings:
 
 
 def services() -> Services:
-    """This process's services, built on first use."""
+    """This process's services, built on first use.
+
+    Built outside the lock (creating the table is a network call that must not stall every
+    other caller), then installed only if no other thread installed its own meanwhile.
+    """
     global _services  # noqa: PLW0603
     current = settings()
     with _lock:
+        if _services is not None:
+            return _services
+    quiet_http_logging()
+    built = Services.from_settings(current)
+    with _lock:
         if _services is None:
-            _services = Services.from_settings(current)
+            _services = built
         return _services
 
 

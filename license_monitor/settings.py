@@ -70,6 +70,8 @@ SECRET_FIELDS = frozenset(
     }
 )
 
+AZURE_CREDENTIALS = ("managed_identity", "default")
+
 _NCRONTAB = re.compile(r"^\S+(\s+\S+){5}$")
 _QUIET_RANGE = re.compile(
     r"^(?:(?P<days>[A-Za-z]{3}(?:-[A-Za-z]{3})?(?:,[A-Za-z]{3}(?:-[A-Za-z]{3})?)*)\s+)?"
@@ -132,6 +134,9 @@ class Settings:
     request_budget_per_minute: int = 300
     state_connection: str | None = field(default=None, repr=False)
     state_account_url: str | None = None
+    # The credential for STATE_ACCOUNT_URL: the managed identity, or "default" (developer logins).
+    azure_credential: str = "managed_identity"
+    azure_client_id: str | None = None  # a user-assigned identity's client id
     state_table: str = "licensemonitor"
     monitor_schedule: str = "0 */5 * * * *"
     manual_check_wait_seconds: int = 30
@@ -400,6 +405,11 @@ class _Parser:
         if state_connection is None:
             state_connection = self.raw("AzureWebJobsStorage")
         state_account_url = self.url("STATE_ACCOUNT_URL")
+        azure_credential = (self.raw("AZURE_CREDENTIAL") or "managed_identity").lower()
+        if azure_credential not in AZURE_CREDENTIALS:
+            self.problem("AZURE_CREDENTIAL",
+                         f"AZURE_CREDENTIAL must be one of {', '.join(AZURE_CREDENTIALS)}, "
+                         f"got {_shown(azure_credential)}.")
         if state_connection and "=" not in state_connection and state_connection != (
                 "UseDevelopmentStorage=true"):
             self.problem(
@@ -459,6 +469,8 @@ class _Parser:
             "request_budget_per_minute": self.integer("REQUEST_BUDGET_PER_MINUTE", 300),
             "state_connection": state_connection,
             "state_account_url": state_account_url,
+            "azure_credential": azure_credential,
+            "azure_client_id": self.raw("AZURE_CLIENT_ID"),
             "state_table": self.table_name(),
             "monitor_schedule": schedule,
             "manual_check_wait_seconds": self.integer("MANUAL_CHECK_WAIT_SECONDS", 30),

@@ -27,6 +27,7 @@ STATE_RETRY = df.RetryOptions(
 
 
 _WORKER_EXCEPTION = re.compile(r"^\s*Exception: [\w.]+: (?P<message>.+)$")
+_WORKER_STACK = re.compile(r"^\s*Stack:")
 _ACTIVITY_PREFIX = re.compile(r"^Activity function '[^']*' failed:\s*")
 
 
@@ -34,13 +35,20 @@ def activity_message(error: Exception) -> str:
     """The activity's own message out of the failure Durable hands back.
 
     In Azure the text reads "Activity function 'x' failed: Result: Failure\\nException:
-    AuthError: <message>\\nStack: ..." (the SDK appends the details): take <message>.
+    AuthError: <message>\\nStack: ..." (the SDK appends the details): take <message>, every
+    line of it up to "Stack:" (a ConfigError lists one setting problem a line).
     """
     text = str(error)
-    for line in text.splitlines():
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
         match = _WORKER_EXCEPTION.match(line)
         if match:
-            return match.group("message").strip()
+            message = [match.group("message").strip()]
+            for more in lines[index + 1:]:
+                if _WORKER_STACK.match(more):
+                    break
+                message.append(more.rstrip())
+            return "\n".join(message).strip()
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     first = _ACTIVITY_PREFIX.sub("", lines[0]) if lines else ""
     return first or type(error).__name__

@@ -33,7 +33,8 @@ API_PREFIX = "/api/"
 RATE_WINDOW_SECONDS = 60.0
 MAX_REQUEST_BYTES = 512_000  # the platform's request.bytes.max
 _MAX_DRAIN_BYTES = 16 * 1024 * 1024
-FAULT_KINDS = ("status", "rate_limit", "slow", "malformed", "expired_token", "forbidden")
+FAULT_KINDS = ("status", "rate_limit", "slow", "malformed", "expired_token", "forbidden",
+               "repeat_page", "page_count")
 _STATUS_CODES = {
     400: "bad.request",
     401: "bad.credentials",
@@ -60,6 +61,7 @@ class Fault:
     retry_after: float | None = 1  # rate_limit only; None sends 429 without Retry-After
     delay_seconds: float = 0.0
     permission: str = ""
+    page_count: int = 1  # page_count only: the pageCount a listing announces instead
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -414,6 +416,16 @@ class GenesysSimulator:
         authorization = headers.get("authorization", "")
         bearer = authorization[7:].strip() if authorization.lower().startswith("bearer ") else None
         fault = self._take_fault(path)
+        if fault is not None and fault.kind == "repeat_page":
+            # Like a cache or proxy that ignores the page asked for: page 1 again, as it is.
+            query = {**query, "pageNumber": ["1"]}
+            if isinstance(body, dict) and isinstance(body.get("paging"), dict):
+                body = {**body, "paging": {**body["paging"], "pageNumber": 1}}
+            fault = None
+        announce: int | None = None
+        if fault is not None and fault.kind == "page_count":
+            # A listing whose pageCount is wrong (the org changed while it was paged, or a lie).
+            announce, fault = fault.page_count, None
         if fault is not None:
             reply = self._fault_reply(fault, path, correlation_id, bearer)
             if reply is not None:
@@ -467,6 +479,8 @@ class GenesysSimulator:
                              correlation_id)
             return self._error(500, "internal.server.error", "The simulator failed",
                                correlation_id, rate_headers)
+        if announce is not None and isinstance(payload, dict) and "pageCount" in payload:
+            payload["pageCount"] = announce
         return _json_reply(200, payload, rate_headers)
 
 

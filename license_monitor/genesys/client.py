@@ -432,27 +432,33 @@ class GenesysClient:
         def fetch(number: int) -> payloads.DetailsPage:
             return self._details_page(start, end, presences, page_size, number)
 
+        path = "POST /api/v2/analytics/users/details/query"
         first = fetch(1)
         if first.rows == 0:
             return
         yield from first.segments
+        announced = math.ceil(first.total_hits / page_size) if first.total_hits else None
+        limit = _page_limit(announced)
+        previous = _details_ids(first)
         next_number = 2
-        if parallel > 1 and first.total_hits:
-            announced = math.ceil(first.total_hits / page_size)
+        if parallel > 1 and announced:
             # One page past the announced ones rides along: totalHits is approximate, so that
             # page must be read anyway, and asking for it now saves a round trip at the end.
             numbers = range(next_number, announced + 2)
             with closing(_fetch_concurrently(fetch, numbers, parallel)) as pages:
-                for page in pages:
+                for number, page in zip(numbers, pages, strict=False):
                     if page.rows == 0:
                         return
+                    previous = _check_new_page(path, number, _details_ids(page), previous)
                     yield from page.segments
             next_number = announced + 2
         # Past what totalHits announced: one page at a time until an empty one.
         while True:
+            _check_page_limit(path, next_number, limit, announced)
             page = fetch(next_number)
             if page.rows == 0:
                 return
+            previous = _check_new_page(path, next_number, _details_ids(page), previous)
             yield from page.segments
             next_number += 1
 
@@ -471,24 +477,33 @@ class GenesysClient:
             answer = self._call("GET", path, params={**params, "pageNumber": number})
             return self._parse(answer, payloads.parse_listing, f"GET {path}"), answer
 
+        what = f"GET {path}"
         listing, answer = fetch(1)
         if not listing.entities:
             return
         yield listing.entities, answer
-        page_count = listing.page_count
+        page_count = announced = listing.page_count
+        previous = _entity_ids(listing.entities)
         if page_count is not None and parallel > 1 and page_count > 1:
-            with closing(_fetch_concurrently(fetch, range(2, page_count + 1), parallel)) as pages:
-                for listing, answer in pages:
+            numbers = range(2, page_count + 1)
+            with closing(_fetch_concurrently(fetch, numbers, parallel)) as pages:
+                for number, (listing, answer) in zip(numbers, pages, strict=False):
                     if not listing.entities:
                         return
+                    previous = _check_new_page(
+                        what, number, _entity_ids(listing.entities), previous)
                     yield listing.entities, answer
             return
+        limit = _page_limit(announced)
         page_number = 1
         while page_count is None or page_number < page_count:
             page_number += 1
+            # A later page may announce more pages (the org grew), but not without end.
+            _check_page_limit(what, page_number, limit, announced)
             listing, answer = fetch(page_number)
             if not listing.entities:
                 return
+            previous = _check_new_page(what, page_number, _entity_ids(listing.entities), previous)
             yield listing.entities, answer
             page_count = listing.page_count
 
@@ -569,6 +584,46 @@ class GenesysClient:
         """User ids holding a role."""
         path = f"/api/v2/authorization/roles/{_segment(role_id)}/users"
         yield from self._iter_parsed(path, {"pageSize": page_size}, payloads.parse_entity_id)
+
+
+# Paging stops past the announced page count plus this margin (a quarter more for large
+# listings: totalHits is approximate), or at this many pages when nothing was announced.
+PAGE_MARGIN = 5
+UNANNOUNCED_PAGE_LIMIT = 10_000
+
+
+def _page_limit(announced: int | None) -> int:
+    """The last page number a paging loop may ask for."""
+    if announced is None:
+        return UNANNOUNCED_PAGE_LIMIT
+    return announced + max(PAGE_MARGIN, announced // 4)
+
+
+def _check_page_limit(what: str, number: int, limit: int, announced: int | None) -> None:
+    if number > limit:
+        said = "no page count" if announced is None else f"{announced} page(s)"
+        raise UnexpectedResponse(
+            f"{what} kept answering full pages past page {limit} (page 1 announced {said}); "
+            "stopped paging")
+
+
+def _entity_ids(entities: list[dict[str, Any]]) -> tuple[Any, ...]:
+    return tuple(entity.get("id") for entity in entities)
+
+
+def _details_ids(page: payloads.DetailsPage) -> tuple[Any, ...]:
+    return tuple(page.segments)
+
+
+def _check_new_page(
+    what: str, number: int, ids: tuple[Any, ...], previous: tuple[Any, ...]
+) -> tuple[Any, ...]:
+    """Refuse a page that repeats the previous one (a platform ignoring pageNumber loops)."""
+    if ids == previous and any(item is not None for item in ids):
+        raise UnexpectedResponse(
+            f"{what} answered page {number} with the same entities as page {number - 1}; "
+            "stopped paging")
+    return ids
 
 
 def _fetch_concurrently(
