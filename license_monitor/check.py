@@ -64,6 +64,7 @@ def measure_usage(services: Services, request: CheckRequest) -> dict[str, Any]:
         roster=cached,
         roster_ttl_minutes=settings.roster_ttl_minutes,
         parallel_pages=PARALLEL_DETAIL_PAGES,
+        concurrent_pool=settings.concurrent_pool,
     )
     logger.info("Measured %s with %d Genesys requests", format_time(request.checked_at),
                 services.client.request_count - requests_before)
