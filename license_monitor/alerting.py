@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Any, Literal, Protocol, cast
 from zoneinfo import ZoneInfo
 
+from license_monitor.roster import ALL_USERS_NOTE, POOL_ALL_USERS, POOL_FROM_LICENSES
 from license_monitor.times import compact_time, format_time, parse_time, utc
 
 Level = Literal["ok", "warning", "critical"]
@@ -127,6 +128,7 @@ class Usage:
 
     `concurrent` is the window's exact concurrent peak (DESIGN.md §3), the figure levels use;
     `agents` and `admins` split it. The billing figures are the period's so far, when known.
+    `pool` is the counting basis (CONCURRENT_POOL); every message says when it is every user.
     """
 
     concurrent: int
@@ -136,6 +138,7 @@ class Usage:
     billable_peak: int | None = None
     period_start: str | None = None
     minutes_over_capacity: int | None = None
+    pool: str = POOL_FROM_LICENSES
 
     @property
     def billing(self) -> Billing | None:
@@ -154,6 +157,7 @@ class Usage:
             "billable_peak": self.billable_peak,
             "period_start": self.period_start,
             "minutes_over_capacity": self.minutes_over_capacity,
+            "pool": self.pool,
         }
 
     @classmethod
@@ -168,6 +172,7 @@ class Usage:
             billable_peak=_optional_int(data.get("billable_peak")),
             period_start=None if period is None else str(period),
             minutes_over_capacity=_optional_int(data.get("minutes_over_capacity")),
+            pool=str(data.get("pool") or POOL_FROM_LICENSES),
         )
 
 
@@ -248,6 +253,7 @@ class AlertEvent:
             "agents": None if usage is None else usage.agents,
             "admins": None if usage is None else usage.admins,
             "window_distinct": None if usage is None else usage.window_distinct,
+            "pool": None if usage is None else usage.pool,
             "billable_peak": (
                 billing.billable_peak if billing is not None
                 else None if usage is None else usage.billable_peak),
@@ -273,6 +279,7 @@ class AlertEvent:
                 billable_peak=_optional_int(payload.get("billable_peak")),
                 period_start=None if billing is None else billing.period_start,
                 minutes_over_capacity=None if billing is None else billing.minutes_over_capacity,
+                pool=str(payload.get("pool") or POOL_FROM_LICENSES),
             )
         utilization = payload.get("utilization_percent")
         cause = payload.get("cause")
@@ -464,6 +471,13 @@ def _usage_message(usage: Usage, policy: Policy, level: str) -> str:
     return f"{head}, {level} threshold {policy.threshold(cast(Level, level)):g}%"
 
 
+def _with_pool(message: str, usage: Usage | None) -> str:
+    """The message, saying so when the figures count every user (CONCURRENT_POOL=all_users)."""
+    if usage is not None and usage.pool == POOL_ALL_USERS:
+        return f"{message}; {ALL_USERS_NOTE}"
+    return message
+
+
 def _one_line(text: str) -> str:
     return " ".join(text.split())
 
@@ -544,10 +558,10 @@ def _decide_failure(
                 usage=None,
                 capacity=policy.capacity,
                 utilization_percent=None,
-                message=(
+                # The billing figures it carries are the last check's, counted on its basis.
+                message=_with_pool(
                     f"{_failed_checks(failures)} ({describe_cause(reason)}); "
-                    f"last error: {reason}"
-                ),
+                    f"last error: {reason}", last),
                 billing=None if last is None else last.billing,
                 cause=failure_cause(reason),
             )
@@ -579,7 +593,7 @@ def _decide_usage(usage: Usage, previous: AlertState, policy: Policy, now: datet
             usage=usage,
             capacity=policy.capacity,
             utilization_percent=utilization,
-            message=message,
+            message=_with_pool(message, usage),
             billing=usage.billing,
             cause=cause,
         )

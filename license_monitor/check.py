@@ -158,6 +158,7 @@ def _evaluate(
             billable_peak=billed["billable_peak"],
             period_start=billed["period_start"],
             minutes_over_capacity=billed["minutes_over_capacity"],
+            pool=usage.pool_source,
         )
         report.update({
             "window": measurement["window"],
