@@ -302,6 +302,29 @@ def test_a_forbidden_license_listing_fails_the_check_and_changes_nothing_else(
     assert w.services.state.alerts.load_state().episode_id == episode
 
 
+def test_a_license_listing_still_forbidden_is_alerted_as_a_missing_permission(
+    world: Callable[..., World],
+) -> None:
+    w = world(pool_users=100, FAILURE_ALERT_AFTER="2", ROSTER_TTL_MINUTES="0")
+    w.at_level(93)
+    assert w.check()["events"] == ["breach"]
+    w.simulator.forbid("/api/v2/license", "authorization:license:view")
+
+    w.at_level(93)
+    assert w.check()["events"] == []
+    w.at_level(93)
+    assert w.check()["events"] == ["monitor_failing"]
+
+    assert webhook_events(w) == ["breach", "monitor_failing"]
+    failing = w.receiver.delivered[1].body
+    assert failing["cause"] == "permission_missing"
+    assert failing["message"].startswith(
+        "License checks failed 2 times in a row (permission authorization:license:view "
+        "missing); last error: Genesys Cloud denied GET /api/v2/license/users")
+    assert w.services.state is not None
+    assert w.services.state.alerts.load_state().level == "warning"
+
+
 @pytest.mark.parametrize(
     ("pool", "counted", "level", "events"),
     [("licenses", 85, "ok", []), ("all_users", 105, "critical", ["breach"])],
