@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Any, Literal, Protocol, cast
 from zoneinfo import ZoneInfo
 
+from license_monitor.roster import ALL_USERS_NOTE, POOL_ALL_USERS, POOL_FROM_LICENSES
 from license_monitor.times import compact_time, format_check_time, format_time, parse_time, utc
 
 Level = Literal["ok", "warning", "critical"]
@@ -133,6 +134,7 @@ class Usage:
 
     `concurrent` is the window's exact concurrent peak (DESIGN.md §3), the figure levels use;
     `agents` and `admins` split it. The billing figures are the period's so far, when known.
+    `pool` is the counting basis (CONCURRENT_POOL); every message says when it is every user.
     """
 
     concurrent: int
@@ -144,6 +146,7 @@ class Usage:
     minutes_over_capacity: int | None = None
     billable_peak_upper: int | None = None
     seconds_over_capacity: int | None = None
+    pool: str = POOL_FROM_LICENSES
 
     @property
     def billing(self) -> Billing | None:
@@ -165,6 +168,7 @@ class Usage:
             "minutes_over_capacity": self.minutes_over_capacity,
             "billable_peak_upper": self.billable_peak_upper,
             "seconds_over_capacity": self.seconds_over_capacity,
+            "pool": self.pool,
         }
 
     @classmethod
@@ -181,6 +185,7 @@ class Usage:
             minutes_over_capacity=_optional_int(data.get("minutes_over_capacity")),
             billable_peak_upper=_optional_int(data.get("billable_peak_upper")),
             seconds_over_capacity=_optional_int(data.get("seconds_over_capacity")),
+            pool=str(data.get("pool") or POOL_FROM_LICENSES),
         )
 
 
@@ -261,6 +266,7 @@ class AlertEvent:
             "agents": None if usage is None else usage.agents,
             "admins": None if usage is None else usage.admins,
             "window_distinct": None if usage is None else usage.window_distinct,
+            "pool": None if usage is None else usage.pool,
             "billable_peak": (
                 billing.billable_peak if billing is not None
                 else None if usage is None else usage.billable_peak),
@@ -288,6 +294,7 @@ class AlertEvent:
                 minutes_over_capacity=None if billing is None else billing.minutes_over_capacity,
                 billable_peak_upper=None if billing is None else billing.billable_peak_upper,
                 seconds_over_capacity=None if billing is None else billing.seconds_over_capacity,
+                pool=str(payload.get("pool") or POOL_FROM_LICENSES),
             )
         utilization = payload.get("utilization_percent")
         cause = payload.get("cause")
@@ -479,6 +486,13 @@ def _usage_message(usage: Usage, policy: Policy, level: str) -> str:
     return f"{head}, {level} threshold {policy.threshold(cast(Level, level)):g}%"
 
 
+def _with_pool(message: str, usage: Usage | None) -> str:
+    """The message, saying so when the figures count every user (CONCURRENT_POOL=all_users)."""
+    if usage is not None and usage.pool == POOL_ALL_USERS:
+        return f"{message}; {ALL_USERS_NOTE}"
+    return message
+
+
 def _one_line(text: str) -> str:
     return " ".join(text.split())
 
@@ -559,10 +573,10 @@ def _decide_failure(
                 usage=None,
                 capacity=policy.capacity,
                 utilization_percent=None,
-                message=(
+                # The billing figures it carries are the last check's, counted on its basis.
+                message=_with_pool(
                     f"{_failed_checks(failures)} ({describe_cause(reason)}); "
-                    f"last error: {reason}"
-                ),
+                    f"last error: {reason}", last),
                 billing=None if last is None else last.billing,
                 cause=failure_cause(reason),
             )
@@ -594,7 +608,7 @@ def _decide_usage(usage: Usage, previous: AlertState, policy: Policy, now: datet
             usage=usage,
             capacity=policy.capacity,
             utilization_percent=utilization,
-            message=message,
+            message=_with_pool(message, usage),
             billing=usage.billing,
             cause=cause,
         )

@@ -65,6 +65,7 @@ def measure_usage(services: Services, request: CheckRequest) -> dict[str, Any]:
         roster=cached,
         roster_ttl_minutes=settings.roster_ttl_minutes,
         parallel_pages=PARALLEL_DETAIL_PAGES,
+        concurrent_pool=settings.concurrent_pool,
     )
     logger.info("Measured %s with %d Genesys requests", format_time(request.checked_at),
                 services.client.request_count - requests_before)
@@ -158,6 +159,7 @@ def _evaluate(
             minutes_over_capacity=billed["minutes_over_capacity"],
             billable_peak_upper=billed["billable_peak_upper"],
             seconds_over_capacity=billed["seconds_over_capacity"],
+            pool=usage.pool_source,
         )
         report.update({
             "window": measurement["window"],

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from license_monitor.roster import ALL_USERS_NOTE, POOL_ALL_USERS
 from license_monitor.settings import ConfigError, Settings
 from license_monitor.times import format_check_time
 
@@ -94,6 +95,8 @@ def summary_line(report: Mapping[str, Any]) -> str:
     ]
     if billing.get("billable_peak") is not None:
         parts.append(f"billable peak {billing['billable_peak']}")
+    if report.get("pool") == POOL_ALL_USERS:
+        parts.append(ALL_USERS_NOTE)
     if report.get("events"):
         parts.append("events: " + ", ".join(report["events"]))
     return "  ".join(parts)

@@ -16,7 +16,15 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from license_monitor.genesys.models import OFFLINE, PresenceSegment, normalise_presence
-from license_monitor.roster import AgentRule, Roster, Split, load_roster, split
+from license_monitor.roster import (
+    POOL_FROM_LICENSES,
+    AgentRule,
+    Pool,
+    Roster,
+    Split,
+    load_roster,
+    split,
+)
 from license_monitor.times import format_precise, parse_time
 from license_monitor.usage import MinuteProfile, measure_concurrency
 
@@ -119,6 +127,7 @@ def refresh_for_strangers(
     rule: AgentRule,
     license_pattern: re.Pattern[str],
     now: datetime,
+    concurrent_pool: Pool = POOL_FROM_LICENSES,
 ) -> Roster:
     """Rebuild the roster when logged-in users are unknown to it (new hires), else return it.
 
@@ -130,7 +139,7 @@ def refresh_for_strangers(
     if not unknown:
         return roster
     logger.info("%d logged-in users are not in the roster: rebuilding it", len(unknown))
-    rebuilt = load_roster(client, rule, license_pattern, now)
+    rebuilt = load_roster(client, rule, license_pattern, now, concurrent_pool=concurrent_pool)
     still_unknown = frozenset(user_id for user_id in logged_in if not rebuilt.knows(user_id))
     if still_unknown:
         logger.warning(
@@ -153,16 +162,21 @@ def measure(
     roster: Roster | None,
     roster_ttl_minutes: int,
     parallel_pages: int = 4,
+    concurrent_pool: Pool = POOL_FROM_LICENSES,
 ) -> tuple[UsageReport, Roster]:
     """Measure usage over [now - window, now] and return the report and the roster used.
 
-    The roster is reused while fresh; otherwise it is loaded at the same time as the usage
-    queries. Users logged in but unknown to the roster (new hires) make it rebuild once.
+    The roster is reused while fresh and built for the same `concurrent_pool`; otherwise it is
+    loaded at the same time as the usage queries. Users logged in but unknown to the roster
+    (new hires) make it rebuild once.
     """
     if window_minutes <= 0:
         raise ValueError(f"the window must be at least one minute, not {window_minutes}")
     start = now - timedelta(minutes=window_minutes)
-    cached = roster if roster is not None and roster.is_fresh(now, roster_ttl_minutes) else None
+    # A roster built on another counting basis (or an older wording of it) is never reused.
+    cached = roster if (
+        roster is not None and roster.pool_source == concurrent_pool
+        and roster.is_fresh(now, roster_ttl_minutes)) else None
 
     # The three reads are independent: run them side by side (the client is thread-safe and
     # every request still goes through its request budget).
@@ -170,7 +184,8 @@ def measure(
         active_future = pool.submit(client.users_logged_in, start, now)
         segments_future = pool.submit(fetch_segments, client, start, now, parallel_pages)
         if cached is None:
-            current = pool.submit(load_roster, client, rule, license_pattern, now).result()
+            current = pool.submit(load_roster, client, rule, license_pattern, now,
+                                  concurrent_pool=concurrent_pool).result()
         else:
             current = cached
         active = active_future.result()
@@ -181,7 +196,8 @@ def measure(
     logged_in = active | online_users(segments, start, now)
     if cached is not None:
         current = refresh_for_strangers(
-            client, current, logged_in, rule=rule, license_pattern=license_pattern, now=now
+            client, current, logged_in, rule=rule, license_pattern=license_pattern, now=now,
+            concurrent_pool=concurrent_pool,
         )
     else:
         # Built during this very check: a rebuild would see the same listing.

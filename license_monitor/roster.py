@@ -18,8 +18,16 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-POOL_FROM_LICENSES = "licenses"
-POOL_WITHOUT_LICENSES = "all users (license data unavailable)"
+# Who can hold a concurrent license (CONCURRENT_POOL): the concurrent-tier license holders, or,
+# set deliberately, every active user. Never a fallback: the counting basis does not change
+# because a read failed.
+Pool = Literal["licenses", "all_users"]
+POOL_FROM_LICENSES: Pool = "licenses"
+POOL_ALL_USERS: Pool = "all_users"
+ALL_USERS_NOTE = "counting every user (CONCURRENT_POOL=all_users)"
+
+LICENSE_LISTING = "GET /api/v2/license/users"
+LICENSE_PERMISSION = "authorization:license:view"
 
 # Requests in flight per listing while a roster loads; every one still waits for the budget.
 PARALLEL_REQUESTS = 8
@@ -60,7 +68,7 @@ class Roster:
     """Pool users by class (agents, admins) and active users outside the pool, at a time."""
 
     built_at: datetime
-    pool_source: str
+    pool_source: str  # the Pool it was built for (an older roster's wording matches none)
     agents: frozenset[str]
     admins: frozenset[str]
     excluded: frozenset[str]
@@ -143,13 +151,16 @@ def build_roster(
 ) -> Roster:
     """Build the roster: the pool is active users holding a license matching the pattern.
 
-    `licenses` None means the license API was forbidden: every active user is then in the pool
-    (over-counting is safer than missing an overage) and `pool_source` says so.
+    `licenses` None means CONCURRENT_POOL=all_users: every active user is in the pool.
+
+    Raises:
+        ValueError: active users but no license rows at all, or a pattern matching none of the
+            license ids in use; either would report a made-up zero (and resolve open alerts).
     """
     active = {user.id for user in users if user.state.lower() == "active"}
     if licenses is None:
         pool = active
-        source = POOL_WITHOUT_LICENSES
+        source = POOL_ALL_USERS
     else:
         pool = {
             user_id
@@ -158,7 +169,11 @@ def build_roster(
         }
         source = POOL_FROM_LICENSES
         held = sorted({lic for user_id in active for lic in licenses.get(user_id, ())})
-        if held and not pool:
+        if active and not held:
+            raise ValueError(
+                f"the license listing ({LICENSE_LISTING}) returned no licenses for "
+                f"{len(active)} active users; the concurrent pool cannot be told")
+        if not pool and held:
             # License ids vary by org: a pattern matching none of them would report zero usage
             # (and resolve any open alert). Unknown is the honest answer.
             raise ValueError(
@@ -181,9 +196,14 @@ def load_roster(
     license_pattern: re.Pattern[str],
     now: datetime,
     *,
+    concurrent_pool: Pool = POOL_FROM_LICENSES,
     parallel: int = PARALLEL_REQUESTS,
 ) -> Roster:
     """Read users, licenses and the agent rule's membership from Genesys and build the roster.
+
+    With `concurrent_pool` "all_users" the license listing is never read. With "licenses" a
+    forbidden license listing fails (PermissionDenied naming authorization:license:view): the
+    count never falls back to every user.
 
     The users listing, the license listing and the queue sweep run side by side; each listing
     reads `parallel` pages at a time once page 1 has told how many there are, and the sweep
@@ -202,7 +222,9 @@ def load_roster(
     with ThreadPoolExecutor(max_workers=parallel + 2) as pool:
         users_future = pool.submit(
             lambda: list(client.iter_users(expand=expand, state="active", parallel=parallel)))
-        licenses_future = pool.submit(_licenses, client, parallel)
+        licenses_future = (
+            pool.submit(_licenses, client, parallel)
+            if concurrent_pool == POOL_FROM_LICENSES else None)
         if rule.kind == "queue":
             agent_ids = _queue_members(client, pool, parallel)
             users = users_future.result()
@@ -212,7 +234,7 @@ def load_roster(
                 agent_ids = _role_members(client, rule.names, users)
             else:
                 agent_ids = _group_members(client, rule.names, users)
-        licenses = licenses_future.result()
+        licenses = None if licenses_future is None else licenses_future.result()
 
     roster = build_roster(users, licenses, agent_ids, license_pattern, now)
     logger.info(
@@ -225,19 +247,26 @@ def load_roster(
     return roster
 
 
-def _licenses(client: GenesysClient, parallel: int = 1) -> dict[str, tuple[str, ...]] | None:
-    """License ids per user; None (with a WARNING) when the license API is forbidden."""
+def _licenses(client: GenesysClient, parallel: int = 1) -> dict[str, tuple[str, ...]]:
+    """License ids per user; a forbidden listing raises PermissionDenied naming the permission."""
     try:
         return {
             entry.user_id: entry.licenses
             for entry in client.iter_user_licenses(parallel=parallel)
         }
     except PermissionDenied as err:
-        logger.warning(
-            "License data is unavailable (%s): counting every active user as concurrent-billed",
-            err,
-        )
-        return None
+        # Without licenses the pool cannot be told from named users: counting everyone would
+        # send false breaches and overages, so the check fails and says what to grant.
+        permission = err.permission or LICENSE_PERMISSION
+        raise PermissionDenied(
+            f"Genesys Cloud denied {LICENSE_LISTING}: the OAuth client is missing the "
+            f"permission {permission} (needed to count only concurrent license holders; "
+            "grant it, or set CONCURRENT_POOL=all_users to count every user)",
+            status=err.status,
+            code=err.code,
+            correlation_id=err.correlation_id,
+            permission=permission,
+        ) from err
 
 
 def _queue_members(client: GenesysClient, pool: Executor, parallel: int = 1) -> set[str]:

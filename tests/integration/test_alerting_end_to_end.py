@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import trustme
 
+from license_monitor.cli import summary_line
 from license_monitor.state import StateStore
 from simulator import Fault
 from simulator.azurite import Azurite, connection_string
@@ -261,6 +262,95 @@ def test_a_missing_permission_is_named_in_the_failure_alert(world: Callable[...,
     [failing] = w.receiver.delivered
     assert failing.body["message"].startswith(
         "The license check failed (permission analytics:userDetail:view missing)")
+
+
+# ---- the counting basis ------------------------------------------------------------------------
+
+def test_a_forbidden_license_listing_fails_the_check_and_changes_nothing_else(
+    world: Callable[..., World],
+) -> None:
+    w = world(pool_users=100)  # capacity 100; 20 Communicate-only users are always online
+    w.at_level(93)
+    first = w.check()
+    assert (first["level"], first["events"], first["pool"]) == ("warning", ["breach"], "licenses")
+    assert w.services.state is not None
+    episode = w.services.state.alerts.load_state().episode_id
+    w.simulator.inject(Fault(kind="forbidden", path="/api/v2/license/users",
+                             permission="authorization:license:view", times=None))
+
+    w.at_level(93, minutes_later=61)  # the roster has expired: it is read again
+    failed = w.check()
+
+    assert failed["level"] == "unknown"
+    assert "missing the permission authorization:license:view" in failed["error"]
+    assert failed["cause"] == "permission_missing"
+    assert failed["events"] == []
+    assert not {"concurrent", "billing", "pool"} & failed.keys()
+    assert len(w.receiver.received) == 1  # the breach only: nothing new was sent
+    assert w.simulator.count("/api/v2/license/users") >= 1  # it was asked, and refused
+
+    w.simulator.clear_faults()
+    w.at_level(93, minutes_later=1)
+    # What the period's figures are now (a dry run reads them and records nothing): had the
+    # failed check counted the 20 Communicate-only users, 113 would be minutes over capacity.
+    assert w.check(dry_run=True)["billing"] == first["billing"]
+    w.at_level(93)
+    after = w.check()
+    assert (after["level"], after["events"], after["pool"]) == ("warning", [], "licenses")
+    assert after["concurrent"]["peak"]["total"] == 93
+    assert webhook_events(w) == ["breach"]  # never resolved, never re-opened
+    assert w.services.state.alerts.load_state().episode_id == episode
+
+
+def test_a_license_listing_still_forbidden_is_alerted_as_a_missing_permission(
+    world: Callable[..., World],
+) -> None:
+    w = world(pool_users=100, FAILURE_ALERT_AFTER="2", ROSTER_TTL_MINUTES="0")
+    w.at_level(93)
+    assert w.check()["events"] == ["breach"]
+    w.simulator.forbid("/api/v2/license", "authorization:license:view")
+
+    w.at_level(93)
+    assert w.check()["events"] == []
+    w.at_level(93)
+    assert w.check()["events"] == ["monitor_failing"]
+
+    assert webhook_events(w) == ["breach", "monitor_failing"]
+    failing = w.receiver.delivered[1].body
+    assert failing["cause"] == "permission_missing"
+    assert failing["message"].startswith(
+        "License checks failed 2 times in a row (permission authorization:license:view "
+        "missing); last error: Genesys Cloud denied GET /api/v2/license/users")
+    assert w.services.state is not None
+    assert w.services.state.alerts.load_state().level == "warning"
+
+
+@pytest.mark.parametrize(
+    ("pool", "counted", "level", "events"),
+    [("licenses", 85, "ok", []), ("all_users", 105, "critical", ["breach"])],
+)
+def test_every_user_is_counted_only_when_set_and_then_every_message_says_so(
+    world: Callable[..., World], pool: str, counted: int, level: str, events: list[str],
+) -> None:
+    w = world(pool_users=100, **({"CONCURRENT_POOL": pool} if pool != "licenses" else {}))
+    w.at_level(85)  # 85 licensed users, and the 20 Communicate-only users, online
+
+    report = w.check()
+
+    assert report["concurrent"]["peak"]["total"] == counted
+    assert (report["level"], report["events"], report["pool"]) == (level, events, pool)
+    note = "counting every user (CONCURRENT_POOL=all_users)"
+    assert (note in summary_line(report)) is (pool == "all_users")
+    assert webhook_events(w) == events
+    if pool == "all_users":
+        [breach] = [item.body for item in w.receiver.delivered]
+        assert breach["message"] == (
+            f"105 of 100 concurrent licenses in use (105.0%), critical threshold 95%; {note}")
+        assert note in breach["summary"]
+        assert breach["pool"] == "all_users"
+        assert w.simulator.count("/api/v2/license") == 0  # licenses are never read
+    else:
+        assert w.simulator.count("/api/v2/license/users") >= 1
 
 
 class SwitchableProxy:

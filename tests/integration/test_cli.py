@@ -7,13 +7,16 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from simulator import GenesysSimulator
+from license_monitor.settings import Settings
+from license_monitor.state import StateStore
+from simulator import Fault, GenesysSimulator
 from simulator.azurite import Azurite
 from simulator.demo import build_story_org, run, set_online
 from tests.fixtures.monitor import WORLD_START
@@ -41,6 +44,12 @@ def cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str
     return subprocess.run(
         [sys.executable, "-m", "license_monitor", *args], cwd=REPO, env={**base, **env},
         capture_output=True, text=True, timeout=120, check=False)
+
+
+def next_second() -> None:
+    """Wait for the next wall-clock second: check times are whole seconds, and a second check
+    within the same one is taken for a repeat of the first (and decides nothing)."""
+    time.sleep(1.01 - time.time() % 1)
 
 
 def env_for(sim: GenesysSimulator, **extra: str) -> dict[str, str]:
@@ -77,6 +86,57 @@ def test_a_real_check_writes_state_and_notifies_nothing_without_channels(
     assert json.loads(first.stdout)["events"] == ["breach"]
     assert json.loads(second.stdout)["events"] == []  # the state remembered the breach
     assert second.returncode == 1
+
+
+@pytest.mark.parametrize(
+    ("missing", "named"),
+    [
+        ("empty", "the license listing (GET /api/v2/license/users) returned no licenses for "
+                  "220 active users"),
+        ("forbidden", "missing the permission authorization:license:view"),
+    ],
+)
+def test_missing_license_data_exits_unknown_and_the_open_breach_stays_open(
+    story_simulator: Callable[[int], GenesysSimulator], azurite: Azurite, table_name: str,
+    missing: str, named: str,
+) -> None:
+    sim = story_simulator(93)
+    # The roster is read again at every check, so each one reads the licenses.
+    env = env_for(sim, STATE_CONNECTION=azurite.connection_string, STATE_TABLE=table_name,
+                  ROSTER_TTL_MINUTES="0")
+    first = cli(["check", "--json"], env)
+    assert (first.returncode, json.loads(first.stdout)["events"]) == (1, ["breach"])
+
+    held = {user.id: user.licenses for user in sim.org.users}
+    if missing == "empty":
+        with sim.lock:
+            for user in sim.org.users:
+                user.licenses = []
+    else:
+        sim.inject(Fault(kind="forbidden", path="/api/v2/license/users",
+                         permission="authorization:license:view", times=None))
+    next_second()
+    failed = cli(["check", "--json"], env)
+
+    assert failed.returncode == 3, failed.stderr
+    report = json.loads(failed.stdout)
+    assert report["level"] == "unknown"
+    assert named in report["error"]
+    assert report["events"] == []
+    assert "concurrent" not in report  # never a pool of zero
+    state = StateStore.from_connection_string(
+        azurite.connection_string, table_name, Settings.from_env(env).org_key).alerts.load_state()
+    assert (state.level, state.consecutive_failures) == ("warning", 1)
+    assert state.episode_id is not None
+
+    with sim.lock:
+        for user in sim.org.users:
+            user.licenses = held[user.id]
+    sim.clear_faults()
+    next_second()
+    again = cli(["check", "--json"], env)
+    assert again.returncode == 1, again.stderr
+    assert json.loads(again.stdout)["events"] == []  # no resolved, no second breach
 
 
 def test_wrong_credentials_are_unknown_with_a_clear_error_and_no_secret(

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from license_monitor.genesys.client import GenesysClient
+from license_monitor.genesys.errors import PermissionDenied
 from license_monitor.genesys.models import OFFLINE
 from license_monitor.measure import (
     UsageReport,
@@ -21,9 +22,10 @@ from license_monitor.measure import (
     refresh_for_strangers,
 )
 from license_monitor.roster import (
+    POOL_ALL_USERS,
     POOL_FROM_LICENSES,
-    POOL_WITHOUT_LICENSES,
     AgentRule,
+    Pool,
     Roster,
     load_roster,
     parse_agent_rule,
@@ -169,7 +171,8 @@ def big_sim(simulator: SimulatorFactory, big_org: SimOrg) -> GenesysSimulator:
 
 
 def run(
-    client: GenesysClient, now: datetime, roster: Roster | None = None, rule: AgentRule = QUEUE_RULE
+    client: GenesysClient, now: datetime, roster: Roster | None = None,
+    rule: AgentRule = QUEUE_RULE, concurrent_pool: Pool = POOL_FROM_LICENSES,
 ) -> tuple[UsageReport, Roster]:
     return measure(
         client,
@@ -180,6 +183,7 @@ def run(
         roster=roster,
         roster_ttl_minutes=60,
         parallel_pages=4,
+        concurrent_pool=concurrent_pool,
     )
 
 
@@ -234,10 +238,46 @@ def test_warm_roster_is_reused_and_gives_the_same_figures(
     assert big_sim.count("/api/v2/routing") == 0
 
 
-@pytest.mark.slow
-def test_license_api_forbidden_counts_every_active_user_and_says_so(
-    simulator: SimulatorFactory, big_org: SimOrg, caplog: pytest.LogCaptureFixture
+def test_license_api_forbidden_fails_the_measurement_naming_the_permission(
+    simulator: SimulatorFactory,
 ) -> None:
+    org = generate_org(300, seed=3, now=SHIFT_CHANGE)
+    sim = simulator(org, forbidden={"/api/v2/license": "authorization:license:view"})
+
+    with pytest.raises(PermissionDenied) as caught:
+        run(client_for(sim), SHIFT_CHANGE)
+
+    assert caught.value.permission == "authorization:license:view"
+    assert "missing the permission authorization:license:view" in str(caught.value)
+    assert "GET /api/v2/license/users" in str(caught.value)
+    assert sim.count("/api/v2/license/users") == 1  # asked once, then no fallback count
+
+
+def test_a_cached_roster_of_another_counting_basis_is_never_reused(
+    simulator: SimulatorFactory,
+) -> None:
+    org = generate_org(300, seed=3, now=SHIFT_CHANGE)
+    sim = simulator(org)
+    client = client_for(sim)
+    _, by_licenses = run(client, SHIFT_CHANGE - timedelta(minutes=5))
+    older = Roster.from_dict({**by_licenses.to_dict(),
+                              "pool_source": "all users (license data unavailable)"})
+    sim.forbid("/api/v2/license", "authorization:license:view")
+
+    for cached in (by_licenses, older):
+        sim.clear_requests()
+        report, used = run(client, SHIFT_CHANGE, cached, concurrent_pool="all_users")
+        assert used.pool_source == report.pool_source == POOL_ALL_USERS
+        assert sim.count("/api/v2/users", "GET") >= 1  # rebuilt for the new basis
+    with pytest.raises(PermissionDenied):  # and the older wording is no licenses roster either
+        run(client, SHIFT_CHANGE, older)
+
+
+@pytest.mark.slow
+def test_all_users_setting_counts_every_active_user_and_never_reads_licenses(
+    simulator: SimulatorFactory, big_org: SimOrg
+) -> None:
+    # Forbidden too: the setting must not even ask.
     sim = simulator(
         big_org,
         rate_limit_per_minute=None,
@@ -245,14 +285,12 @@ def test_license_api_forbidden_counts_every_active_user_and_says_so(
     )
     expected = expected_figures(big_org, SHIFT_CHANGE, licenses_visible=False)
 
-    with caplog.at_level("WARNING", logger="license_monitor.roster"):
-        report, roster = run(client_for(sim), SHIFT_CHANGE)
+    report, roster = run(client_for(sim), SHIFT_CHANGE, concurrent_pool="all_users")
 
     assert_report_matches(report, expected)
-    assert report.pool_source == POOL_WITHOUT_LICENSES
+    assert report.pool_source == roster.pool_source == POOL_ALL_USERS
     assert roster.excluded == frozenset()
-    assert "License data is unavailable" in caplog.text
-    assert "authorization:license:view" in caplog.text
+    assert sim.count("/api/v2/license") == 0
     with_licenses = expected_figures(big_org, SHIFT_CHANGE)
     assert report.window_distinct > with_licenses.window_distinct  # named users now counted
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -135,7 +136,8 @@ def test_payload_carries_the_design_fields() -> None:
     assert event.to_payload() == {
         "event": "breach", "level": "warning", "previous_level": "ok",
         "concurrent": 461, "capacity": 500, "utilization_percent": 92.2,
-        "agents": 414, "admins": 47, "window_distinct": 470, "billable_peak": 400,
+        "agents": 414, "admins": 47, "window_distinct": 470, "pool": "licenses",
+        "billable_peak": 400,
         "billing": {"period_start": "2026-11-01", "billable_peak": 400,
                     "minutes_over_capacity": 0,
                     "billable_peak_upper": None, "seconds_over_capacity": None},
@@ -144,6 +146,26 @@ def test_payload_carries_the_design_fields() -> None:
         "cause": None,
     }
     assert AlertEvent.from_payload(event.to_payload()) == event
+
+
+def test_every_message_says_when_every_user_is_counted() -> None:
+    policy = Policy(capacity=500, failure_alert_after=1)
+    every_user = replace(usage(520, billable_peak=507, minutes_over=41), pool="all_users")
+    note = "counting every user (CONCURRENT_POOL=all_users)"
+
+    breach = decide(every_user, AlertState(), policy, NOW)
+    failing = decide(CheckFailure("x"), breach.state, policy, NOW + timedelta(minutes=5))
+    recovered = decide(replace(every_user, concurrent=400), failing.state, policy,
+                       NOW + timedelta(minutes=10))
+    by_licenses = decide(usage(520, billable_peak=507, minutes_over=41), AlertState(), policy, NOW)
+
+    events = [*breach.events, *failing.events, *recovered.events]
+    assert [event.event for event in events] == [
+        "breach", "overage_locked_in", "monitor_failing", "monitor_recovered", "resolved"]
+    assert all(event.message.endswith(note) for event in events)
+    assert breach.events[0].to_payload()["pool"] == "all_users"
+    assert AlertEvent.from_payload(breach.events[0].to_payload()) == breach.events[0]
+    assert not any("every user" in event.message for event in by_licenses.events)
 
 
 @pytest.mark.parametrize(

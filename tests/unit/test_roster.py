@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from license_monitor.genesys.models import User
 from license_monitor.roster import (
+    POOL_ALL_USERS,
     POOL_FROM_LICENSES,
-    POOL_WITHOUT_LICENSES,
     AgentRule,
     Roster,
     Split,
@@ -83,13 +83,33 @@ def test_build_roster_pool_is_active_users_with_a_concurrent_license() -> None:
     assert not roster.knows("newhire")
 
 
-def test_build_roster_without_license_data_puts_every_active_user_in_the_pool() -> None:
+def test_build_roster_for_all_users_puts_every_active_user_in_the_pool() -> None:
     roster = build_roster(USERS, None, {"agent"}, CX, NOW)
     assert roster.agents == {"agent"}
     assert roster.admins == {"admin", "comm", "nolicense"}
     assert roster.excluded == frozenset()
-    assert roster.pool_source == POOL_WITHOUT_LICENSES
-    assert "unavailable" in roster.pool_source
+    assert roster.pool_source == POOL_ALL_USERS == "all_users"
+
+
+@pytest.mark.parametrize(
+    "licenses",
+    [
+        pytest.param({}, id="an empty license listing"),
+        pytest.param({"agent": [], "admin": [], "gone": ["cloudCX2"]},
+                     id="rows without license ids (the only license is an inactive user's)"),
+    ],
+)
+def test_active_users_without_any_license_row_are_an_error_not_an_empty_pool(
+    licenses: dict[str, list[str]],
+) -> None:
+    with pytest.raises(ValueError, match="no licenses for 4 active users") as caught:
+        build_roster(USERS, licenses, {"agent"}, CX, NOW)
+    assert "license listing (GET /api/v2/license/users)" in str(caught.value)
+
+
+def test_an_org_without_active_users_has_an_empty_pool() -> None:
+    roster = build_roster([user("gone", "inactive")], {}, (), CX, NOW)
+    assert (roster.agents, roster.admins, roster.excluded) == (frozenset(),) * 3
 
 
 def test_build_roster_license_pattern_is_configurable() -> None:
@@ -122,7 +142,7 @@ def test_roster_freshness(age_minutes: float, ttl: int, fresh: bool) -> None:
 ids = st.frozensets(st.text(st.characters(codec="utf-8"), min_size=1, max_size=8), max_size=20)
 
 
-@given(ids, ids, ids, st.sampled_from([POOL_FROM_LICENSES, POOL_WITHOUT_LICENSES]))
+@given(ids, ids, ids, st.sampled_from([POOL_FROM_LICENSES, POOL_ALL_USERS]))
 def test_roster_survives_a_json_round_trip(
     agents: frozenset[str], admins: frozenset[str], excluded: frozenset[str], source: str
 ) -> None:
