@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from license_monitor import alerting, billing, measure, metrics, notify
 from license_monitor.roster import Roster
 from license_monitor.runtime import Services
 from license_monitor.settings import Settings
-from license_monitor.state import StorageUnavailable
+from license_monitor.state import BillingSummary, StorageUnavailable
 from license_monitor.times import format_check_time, format_time, parse_time
 from license_monitor.usage import MinuteProfile
 
 logger = logging.getLogger(__name__)
 
 PARALLEL_DETAIL_PAGES = 8  # within the request budget; fewer round trips for large orgs
+BACKFILL_LIMIT = timedelta(hours=24)  # how far back a check measures minutes nobody measured
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,57 @@ def measure_usage(services: Services, request: CheckRequest) -> dict[str, Any]:
         logger.info("Roster saved: %d pool users (%d agents, %d admins), %s, %d unresolved",
                     len(roster.agents) + len(roster.admins), len(roster.agents),
                     len(roster.admins), roster.pool_source, len(roster.unresolved))
-    return report.to_dict()
+    measured = report.to_dict()
+    if not request.dry_run and services.state is not None:
+        measured["backfilled_minutes"] = _backfill(services, request, roster, report.window_start)
+    return measured
+
+
+def _backfill(
+    services: Services, request: CheckRequest, roster: Roster, window_start: datetime
+) -> int:
+    """Measure the minutes between the last recorded one and this window (an outage, failed
+    checks), at most BACKFILL_LIMIT back, so no time over capacity goes unbilled."""
+    assert services.state is not None  # noqa: S101 (the caller checked)
+    settings = services.settings
+    ledger = services.state.billing
+    period = billing.billing_period_start(request.checked_at, settings.billing_anchor_day)
+    last = ledger.last_recorded_minute(period)
+    if last is None:  # a new period: the gap may begin in the previous one
+        day_before = datetime.combine(period, time(), UTC) - timedelta(days=1)
+        last = ledger.last_recorded_minute(
+            billing.billing_period_start(day_before, settings.billing_anchor_day))
+    if last is None:
+        return 0  # nothing recorded yet: there is no gap, only a beginning
+    gap_start = max(last + timedelta(minutes=1), request.checked_at - BACKFILL_LIMIT)
+    if gap_start >= window_start:
+        return 0
+    minutes = measure.measure_minutes(
+        services.client, gap_start, window_start, roster,
+        window=timedelta(minutes=settings.window_minutes), parallel_pages=PARALLEL_DETAIL_PAGES)
+    _record_by_period(services, minutes, request.checked_at)
+    logger.warning("Measured %d minutes no check had measured (%s to %s)", len(minutes),
+                   format_time(gap_start), format_time(window_start))
+    return len(minutes)
+
+
+def _record_by_period(
+    services: Services, minutes: dict[datetime, MinuteProfile], measured_at: datetime,
+    current: date | None = None,
+) -> BillingSummary | None:
+    """Record minutes in the billing period each belongs to; return `current`'s summary."""
+    assert services.state is not None  # noqa: S101 (the caller checked)
+    anchor = services.settings.billing_anchor_day
+    by_period: dict[date, dict[datetime, MinuteProfile]] = {}
+    for minute, profile in minutes.items():
+        by_period.setdefault(billing.billing_period_start(minute, anchor), {})[minute] = profile
+    summary = None
+    for start in sorted(by_period.keys() | ({current} if current else set())):
+        recorded = services.state.billing.record_minutes(
+            start, by_period.get(start, {}), measured_at)
+        if start == current:
+            summary = recorded
+    return summary
 
 
 def _policy(services: Services) -> alerting.Policy:
@@ -104,18 +155,12 @@ def _billing(
                 "billable_peak_upper": None, "seconds_over_capacity": None,
                 "minutes_over_capacity": None}
     if request.dry_run:
-        summary = services.state.billing.summary(period)
+        summary: BillingSummary | None = services.state.billing.summary(period)
     else:
         # A window that straddles the period start holds minutes of the previous period too:
         # they count there (on its bill), not nowhere.
-        by_period: dict[date, dict[datetime, MinuteProfile]] = {}
-        for minute, profile in minutes.items():
-            start = billing.billing_period_start(minute, settings.billing_anchor_day)
-            by_period.setdefault(start, {})[minute] = profile
-        ledger = services.state.billing
-        for start in sorted(by_period.keys() - {period}):
-            ledger.record_minutes(start, by_period[start], request.checked_at)
-        summary = ledger.record_minutes(period, by_period.get(period, {}), request.checked_at)
+        summary = _record_by_period(services, minutes, request.checked_at, period)
+    assert summary is not None  # noqa: S101 (the current period is always recorded)
     return summary.figures(settings.license_capacity)
 
 
@@ -170,6 +215,7 @@ def _evaluate(
             "utilization_percent": round(policy.utilization_percent(usage.peak.total), 1),
             "pool": usage.pool_source,
             "unclassified": usage.unclassified,
+            "backfilled_minutes": int(measurement.get("backfilled_minutes", 0)),
             "billing": billed,
         })
 

@@ -119,6 +119,26 @@ def fetch_segments(
     return list(client.iter_presence_details(start, end, parallel=parallel_pages))
 
 
+def measure_minutes(
+    client: GenesysClient, start: datetime, end: datetime, roster: Roster, *,
+    window: timedelta, parallel_pages: int = 4,
+) -> dict[datetime, MinuteProfile]:
+    """Each whole minute of [start, end) as its step function, in window-sized queries.
+
+    For minutes no check measured (an outage) and for rebuilding a period: only the user
+    details are read (the aggregates add nothing to the billing minutes), with `roster`.
+    """
+    minutes: dict[datetime, MinuteProfile] = {}
+    chunk_start = start
+    while chunk_start < end:
+        chunk_end = min(chunk_start + window, end)
+        segments = fetch_segments(client, chunk_start, chunk_end, parallel_pages)
+        minutes.update(
+            measure_concurrency(segments, chunk_start, chunk_end, include=roster.in_pool).minutes)
+        chunk_start = chunk_end
+    return minutes
+
+
 def refresh_for_strangers(
     client: GenesysClient,
     roster: Roster,

@@ -115,17 +115,33 @@ class BillingLedger:
             histogram = self._record_batch(partition, batch)
         return BillingSummary(period_start, histogram)
 
+    def last_recorded_minute(self, period_start: date) -> datetime | None:
+        """The latest minute recorded in the period (where a measurement gap would begin)."""
+        with self._table.translate("reading the billing histogram"):
+            try:
+                entity = self._table.client.get_entity(
+                    self._partition(period_start), HISTOGRAM_ROW, select=["last_minute"])
+            except ResourceNotFoundError:
+                return None
+        last = entity.get("last_minute")
+        return None if not last else parse_minute_key(str(last))
+
     def summary(self, period_start: date) -> BillingSummary:
         """The period's billing figures as recorded so far."""
         histogram, _ = self._read_histogram(self._partition(period_start))
         return BillingSummary(period_start, histogram)
 
     def _read_histogram(self, partition: str) -> tuple[Histogram, str | None]:
+        histogram, _, etag = self._read_histogram_row(partition)
+        return histogram, etag
+
+    def _read_histogram_row(self, partition: str) -> tuple[Histogram, str, str | None]:
+        """The histogram, its last recorded minute key ('' when none) and its ETag."""
         with self._table.translate("reading the billing histogram"):
             try:
                 entity = self._table.client.get_entity(partition, HISTOGRAM_ROW)
             except ResourceNotFoundError:
-                return Histogram(), None
+                return Histogram(), "", None
         exact = unpack(entity, "x_")
         if exact is None:  # written by whole minutes: each minute counts whole at its level
             minutes = {int(level): int(count)
@@ -136,7 +152,7 @@ class BillingLedger:
             histogram = Histogram(
                 {int(level): int(ms) for level, ms in exact.items()},
                 {int(level): int(count) for level, count in unpack(entity, "p_").items()})
-        return histogram, entity.metadata["etag"]
+        return histogram, str(entity.get("last_minute") or ""), entity.metadata["etag"]
 
     def _record_batch(
         self, partition: str, batch: Mapping[datetime, MinuteRecord]
@@ -146,7 +162,7 @@ class BillingLedger:
         for _ in range(WRITE_ATTEMPTS):
             # The histogram (and its ETag) first, the rows second: a write that lands between
             # the two reads changes the ETag, so our batch fails and we re-read.
-            histogram, etag = self._read_histogram(partition)
+            histogram, last_minute, etag = self._read_histogram_row(partition)
             with table.translate("reading billing minutes"):
                 rows = list(table.client.query_entities(
                     "PartitionKey eq @pk and RowKey ge @low and RowKey le @high",
@@ -173,6 +189,8 @@ class BillingLedger:
                 "minutes": updated.minutes_recorded,
                 "billable_peak": updated.billable_peak,
                 "billable_peak_upper": updated.billable_peak_upper,
+                # Where the next check's measurement gap begins (keys sort as times).
+                "last_minute": max(last_minute, minute_key(last)),
                 **pack("x_", {str(level): ms for level, ms in updated.exact_ms.items()}),
                 **pack("p_", {str(level): n for level, n in updated.peak_minutes.items()}),
             }
