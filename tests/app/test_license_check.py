@@ -39,6 +39,7 @@ def test_a_check_is_token_measure_evaluate_notify_metrics(
     assert output["level"] == "warning"
     history = w.results[-1].history
     assert episodes_of(history) == [
+        ["begin_check"],  # the check's id, kept in the history for its retried steps
         ["acquire_token"],
         ["measure_usage"],  # aggregates, details and roster in parallel, inside it
         ["evaluate"],
