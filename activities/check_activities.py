@@ -19,6 +19,12 @@ bp = df.Blueprint()
 
 
 @bp.activity_trigger(input_name="request")
+def begin_check(request: dict) -> dict:
+    """A new id for this check (kept in the history: retried steps keep it)."""
+    return check.begin_check()
+
+
+@bp.activity_trigger(input_name="request")
 def acquire_token(request: dict) -> dict:
     """Fail fast on bad credentials or an unreachable login host."""
     return check.acquire_token(runtime.services())

@@ -23,7 +23,7 @@ Level = Literal["ok", "warning", "critical"]
 LEVELS: tuple[Level, ...] = ("ok", "warning", "critical")
 EVENTS = (
     "breach", "escalation", "resolved", "reminder", "monitor_failing", "monitor_recovered",
-    "overage_locked_in",
+    "overage_locked_in", "channel_rejected",
 )
 _RANK: dict[str, int] = {"ok": 0, "warning": 1, "critical": 2}
 
@@ -39,6 +39,10 @@ CAUSES: dict[str, str] = {
 _PERMISSION = re.compile(r"missing the permission\(?s?\)? ([^\s()]+)", re.IGNORECASE)
 _SERVER_STATUS = re.compile(r"\bHTTP 5\d\d\b")
 MINUTES_PER_DAY = 24 * 60
+# A failure reason is kept in the alert state, the check JSON and every failure alert: a long
+# one (a platform error quoted at length) would make the state row too large to store, and a
+# check that cannot be stored is never counted.
+MAX_REASON_CHARS = 500
 
 
 def _optional_time(text: Any) -> datetime | None:
@@ -493,8 +497,12 @@ def _with_pool(message: str, usage: Usage | None) -> str:
     return message
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
+def one_line(text: str) -> str:
+    """A failure reason as one line of at most MAX_REASON_CHARS characters."""
+    line = " ".join(text.split())
+    if len(line) > MAX_REASON_CHARS:
+        line = line[: MAX_REASON_CHARS - 3].rstrip() + "..."
+    return line
 
 
 def _failure_alert_id(failing_since: datetime) -> str:
@@ -558,7 +566,7 @@ def _decide_failure(
 ) -> Decision:
     failures = previous.consecutive_failures + 1
     failing_since = previous.failing_since or now
-    reason = _one_line(failure.reason)
+    reason = one_line(failure.reason)
     alert_now = not previous.failing_notified and failures >= policy.failure_alert_after
     events: list[AlertEvent] = []
     if alert_now:

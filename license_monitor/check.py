@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -11,7 +12,7 @@ from license_monitor import alerting, billing, measure, metrics, notify
 from license_monitor.roster import Roster
 from license_monitor.runtime import Services
 from license_monitor.settings import Settings
-from license_monitor.state import BillingSummary, StorageUnavailable
+from license_monitor.state import AlertStateUnreadable, BillingSummary, StorageUnavailable
 from license_monitor.times import format_check_time, format_time, parse_time
 from license_monitor.usage import MinuteProfile
 
@@ -23,18 +24,27 @@ BACKFILL_LIMIT = timedelta(hours=24)  # how far back a check measures minutes no
 
 @dataclass(frozen=True)
 class CheckRequest:
-    """What every step of one check knows: its time and whether it is a dry run."""
+    """What every step of one check knows: its time, whether it is a dry run, and its id."""
 
     checked_at: datetime
     dry_run: bool = False
+    check_id: str | None = None  # from begin_check: tells a retried step from another check
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CheckRequest:
         """Parse the orchestrator's input to an activity."""
+        check_id = data.get("check_id")
         return cls(
             checked_at=parse_time(str(data["checked_at"])),
             dry_run=bool(data.get("dry_run", False)),
+            check_id=None if check_id is None else str(check_id),
         )
+
+
+def begin_check() -> dict[str, Any]:
+    """A new id for one check, random: kept in the orchestration history, so a retried step
+    of this check is told from another check at the same second (the replay gives it back)."""
+    return {"check_id": uuid.uuid4().hex}
 
 
 def acquire_token(services: Services) -> dict[str, Any]:
@@ -170,16 +180,51 @@ def evaluate(
 ) -> dict[str, Any]:
     """Record billing minutes, decide the alert level and claim the notifications to send.
 
-    When Table Storage fails, the check is remembered in this process (the store counts it as
-    a failed check at its next successful evaluation) and the error is raised for Durable to
+    A check that cannot be evaluated is a failed check like one that cannot measure: whatever
+    the error (an alert state or billing row this version cannot read or store, an invalid
+    policy), it is recorded with its cause and counts towards monitor_failing. Only when even
+    that cannot be stored (Table Storage down) is the check remembered in this process (the
+    store counts it at its next successful evaluation) and the error raised for Durable to
     retry and report.
     """
     try:
         return _evaluate(services, request, measurement, failure)
-    except StorageUnavailable as err:
-        if not request.dry_run and services.state is not None:
-            services.state.alerts.note_unrecorded(request.checked_at, failure or str(err))
-        raise
+    except Exception as err:
+        if request.dry_run or services.state is None:
+            raise
+        reason = failure or _evaluation_failure(err)
+        if measurement is not None:
+            logger.warning("The check of %s could not be evaluated: %s",
+                           format_time(request.checked_at), reason, exc_info=True)
+        if measurement is None and isinstance(err, StorageUnavailable):
+            # Recording this failed check is what just failed.
+            services.state.alerts.note_unrecorded(request.checked_at, reason)
+            raise
+        try:
+            return _evaluate(services, request, None, reason)
+        except StorageUnavailable:
+            services.state.alerts.note_unrecorded(request.checked_at, reason)
+            raise
+
+
+def _evaluation_failure(err: Exception) -> str:
+    """One sentence for a check that measured but could not be evaluated."""
+    if isinstance(err, StorageUnavailable | AlertStateUnreadable):
+        return str(err)  # written for people, without secrets
+    return f"the check could not be evaluated ({type(err).__name__}: {err})"
+
+
+def _failure_policy(services: Services) -> alerting.Policy:
+    """The policy a failed check is recorded with, even when the configured one is the failure.
+
+    Counting failed checks needs only FAILURE_ALERT_AFTER and the capacity the alerts show.
+    """
+    try:
+        return _policy(services)
+    except ValueError:
+        settings = services.settings
+        return alerting.Policy(capacity=max(1, settings.license_capacity),
+                               failure_alert_after=max(1, settings.failure_alert_after))
 
 
 def _evaluate(
@@ -188,7 +233,7 @@ def _evaluate(
 ) -> dict[str, Any]:
     settings = services.settings
     now = request.checked_at
-    policy = _policy(services)
+    policy = _policy(services) if measurement is not None else _failure_policy(services)
     report: dict[str, Any] = {"checked_at": format_check_time(now)}
     outcome: alerting.Usage | alerting.CheckFailure
     if measurement is None:
@@ -221,19 +266,24 @@ def _evaluate(
 
     quiet = alerting.is_quiet(now, settings.quiet_hours, settings.quiet_hours_timezone)
     to_send: list[dict[str, Any]] = []
+    channel_errors: list[dict[str, str]] = []
     if request.dry_run or services.state is None:
         previous = services.state.alerts.load_state() if services.state else alerting.AlertState()
         decision = alerting.decide(outcome, previous, policy, now, quiet=quiet)
+        events = decision.events
     else:
         evaluation = services.state.alerts.evaluate(
-            outcome, policy, now, settings.channels, quiet=quiet)
-        decision = evaluation.decision
+            outcome, policy, now, settings.channels, quiet=quiet, check_id=request.check_id)
+        decision, events = evaluation.decision, evaluation.events
         to_send = [n.to_dict() for n in evaluation.to_send]
+        channel_errors = [dict(item) for item in evaluation.channel_errors]
     report["level"] = decision.level
     if isinstance(outcome, alerting.CheckFailure):
-        report["error"] = outcome.reason
+        report["error"] = alerting.one_line(outcome.reason)
         report["cause"] = alerting.failure_cause(outcome.reason)
-    report["events"] = [event.event for event in decision.events]
+    report["events"] = [event.event for event in events]
+    if channel_errors:
+        report["channel_errors"] = channel_errors
     if quiet:
         report["quiet_hours"] = True
         report["held"] = [event.event for event in decision.state.held]
@@ -244,7 +294,7 @@ def _evaluate(
         # Losing one history row is better than failing a check whose alerts are claimed.
         try:
             services.state.samples.save(report, now)
-        except StorageUnavailable as err:
+        except (StorageUnavailable, ValueError) as err:  # ValueError: a sample too large
             logger.warning("Usage sample of %s not stored: %s", report["checked_at"], err)
     status = {
         "checked_at": report["checked_at"],
@@ -286,7 +336,8 @@ def channel_target(settings: Settings, channel: str) -> dict[str, Any]:
 
 
 def deliver(services: Services, notification: dict[str, Any]) -> dict[str, Any]:
-    """Send one claimed notification; record delivered or failed (retried by the next check).
+    """Send one claimed notification; record delivered, failed (retried by the next check) or
+    rejected (refused for good: not retried; the next check tells the other channels once).
 
     Never raises for a failed delivery: one channel down must not fail the others' activities.
     """
@@ -300,14 +351,19 @@ def deliver(services: Services, notification: dict[str, Any]) -> dict[str, Any]:
         # its text could quote a URL or a body.
         reason = str(err) if isinstance(err, notify.DeliveryError | ValueError) else (
             f"the {item.channel} channel failed unexpectedly ({type(err).__name__})")
+        rejected = isinstance(err, notify.DeliveryError) and not err.retryable
         logger.warning("Alert %s on %s not delivered: %s", item.event, item.channel, reason)
         if services.state is not None:
             try:
-                services.state.alerts.mark_failed(item.id, reason, now)
+                if rejected:
+                    services.state.alerts.mark_rejected(item.id, reason, now)
+                else:
+                    services.state.alerts.mark_failed(item.id, reason, now)
             except StorageUnavailable:
                 logger.exception("Could not record the failed delivery of %s", item.id)
-        return {"event": item.event, "channel": item.channel, "delivered": False,
-                "error": reason}
+        result = {"event": item.event, "channel": item.channel, "delivered": False,
+                  "error": reason}
+        return {**result, "rejected": True} if rejected else result
     if services.state is not None:
         try:
             services.state.alerts.mark_delivered(item.id, now)

@@ -1,4 +1,4 @@
-"""The license_check orchestrator: token, measure, evaluate, notify, metrics.
+"""The license_check orchestrator: check id, token, measure, evaluate, notify, metrics.
 
 The measurement is one activity: its three reads (aggregates, details pages, roster) run in
 parallel inside it, so every figure comes from one roster rebuilt at most once, and every
@@ -65,6 +65,10 @@ def license_check(context: df.DurableOrchestrationContext) -> Generator[Any, Any
     measurement: dict[str, Any] | None = None
     failure: str | None = None
     try:
+        # A random id from an activity (an orchestrator has none of its own that two checks
+        # in the same second could not share): evaluate knows its own retries by it.
+        started = yield context.call_activity_with_retry("begin_check", STATE_RETRY, check)
+        check["check_id"] = started["check_id"]
         yield context.call_activity_with_retry("acquire_token", MEASURE_RETRY, check)
         measurement = yield context.call_activity_with_retry(
             "measure_usage", MEASURE_RETRY, check)

@@ -7,6 +7,7 @@ webhook), pagerduty (Events API v2), email (Microsoft Graph sendMail, token by m
 from __future__ import annotations
 
 import importlib
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -18,12 +19,45 @@ import requests
 
 
 class DeliveryError(Exception):
-    """A notification could not be delivered; the message names only the receiver's host."""
+    """A notification could not be delivered; the message names only the receiver's host.
+
+    `retryable` is False when the receiver refused it for good (an HTTP 4xx other than 408 and
+    429, a token request with bad credentials, an unusable URL): the same message would be
+    refused again, so it is not retried.
+    """
 
     def __init__(self, message: str, *, status: int | None = None, retryable: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.retryable = retryable
+
+
+# Each channel as people call it, and the settings to check when it refuses our messages.
+CHANNEL_TITLES = {
+    "webhook": "The alert webhook",
+    "teams": "Microsoft Teams",
+    "slack": "Slack",
+    "pagerduty": "PagerDuty",
+    "email": "Email (Microsoft Graph)",
+}
+CHANNEL_SETTINGS = {
+    "webhook": "ALERT_WEBHOOK_URL",
+    "teams": "TEAMS_WEBHOOK_URL",
+    "slack": "SLACK_WEBHOOK_URL",
+    "pagerduty": "PAGERDUTY_ROUTING_KEY and PAGERDUTY_EVENTS_URL",
+    "email": "the GRAPH_* and ALERT_EMAIL_* settings",
+}
+_HTTP_STATUS = re.compile(r"\bHTTP \d{3}\b(?: \([^)]*\))?")
+
+
+def rejection_message(channel: str, error: str) -> str:
+    """One line for people: 'Slack rejects our messages: HTTP 404; check SLACK_WEBHOOK_URL'."""
+    title = CHANNEL_TITLES.get(channel, channel)
+    status = _HTTP_STATUS.search(error)
+    # The HTTP answer says it all; other refusals (a token request, a URL) say more in words.
+    detail = status.group(0) if status else error.partition("; check ")[0].rstrip(".")
+    setting = CHANNEL_SETTINGS.get(channel, "its settings")
+    return f"{title} rejects our messages: {detail}; check {setting}"
 
 
 @dataclass(frozen=True)

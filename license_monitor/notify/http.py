@@ -24,8 +24,12 @@ _SAFE_DETAIL = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]{0,63}$")
 
 
 def should_retry(status: int) -> bool:
-    """Whether an HTTP answer is worth another attempt (throttled or a server-side problem)."""
-    return status == 429 or 500 <= status <= 599
+    """Whether an HTTP answer is worth another attempt (timed out, throttled or server-side).
+
+    Any other answer is the receiver refusing what we send (a deleted webhook, a revoked key,
+    a payload it does not accept): trying again would get the same answer.
+    """
+    return status in (408, 429) or 500 <= status <= 599
 
 
 def retry_delay(attempt: int, retry_after: str | None) -> float:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from license_monitor.alerting import CAUSES
+from license_monitor.notify import CHANNEL_TITLES
 
 TITLES = {
     "breach": "License breach",
@@ -15,6 +16,7 @@ TITLES = {
     "monitor_failing": "License monitor failing",
     "monitor_recovered": "License monitor recovered",
     "overage_locked_in": "Overage locked in",
+    "channel_rejected": "Alert channel rejects messages",
 }
 # Tone drives colours (Teams) and the email subject tag.
 _TONES = {
@@ -22,6 +24,7 @@ _TONES = {
     "monitor_recovered": "good",
     "monitor_failing": "bad",
     "overage_locked_in": "warning",
+    "channel_rejected": "warning",
 }
 
 
@@ -122,6 +125,9 @@ def _headline(payload: dict[str, Any]) -> str:
     if event == "overage_locked_in" and billing.get("billable_peak") is not None:
         peak = int(billing["billable_peak"])
         return f"billable peak {peak}, {peak - int(capacity or 0)} over the {capacity} purchased"
+    if event == "channel_rejected":
+        channel = str(payload.get("channel"))
+        return CHANNEL_TITLES.get(channel, channel)
     if payload.get("concurrent") is not None:
         return (f"{payload['concurrent']} of {capacity} concurrent licenses in use "
                 f"({_percent(payload.get('utilization_percent'))}%)")

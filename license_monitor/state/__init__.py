@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from license_monitor.state.alerts import AlertStore, Evaluation
+from license_monitor.state.alerts import AlertStateUnreadable, AlertStore, Evaluation
 from license_monitor.state.billing import BillingLedger, BillingSummary
 from license_monitor.state.retention import Retention
 from license_monitor.state.rosters import RosterCache
@@ -17,6 +17,7 @@ from license_monitor.state.samples import SampleLog
 from license_monitor.state.table import StateTable, StorageUnavailable
 
 __all__ = [
+    "AlertStateUnreadable",
     "AlertStore",
     "BillingLedger",
     "BillingSummary",

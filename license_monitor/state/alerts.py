@@ -2,6 +2,11 @@
 
 A notification is claimed in the same write that decides it and marked delivered after it was
 sent, so of racing checks exactly one sends it, and a failed one is sent again by a later check.
+A notification the receiver refuses for good is marked rejected at once (never retried), and
+the channel's rejection is announced once on the other channels until it delivers again.
+
+Each claim remembers the check that made it, so an evaluation retried for the same check (its
+write committed but the activity's answer was lost) returns that check's decision and claims.
 """
 
 from __future__ import annotations
@@ -9,33 +14,68 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import zlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import (
-    ResourceExistsError,
-    ResourceModifiedError,
-    ResourceNotFoundError,
-)
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
-from license_monitor.alerting import AlertState, CheckFailure, Decision, Policy, Usage, decide
+from license_monitor.alerting import (
+    AlertEvent,
+    AlertState,
+    CheckFailure,
+    Decision,
+    Policy,
+    Usage,
+    decide,
+)
 from license_monitor.notify import Notification
+from license_monitor.state.outbox import (
+    DEFAULT_GIVE_UP_AFTER,
+    DEFAULT_KEEP_FINISHED,
+    DEFAULT_LEASE,
+    Outbox,
+    channel_errors_of,
+    record_delivered,
+    record_failed,
+    record_rejected,
+    rejection_notices,
+    usable_entry,
+)
 from license_monitor.state.table import WRITE_ATTEMPTS, StateTable, dumps, pack, unpack
-from license_monitor.times import format_time, parse_time, utc
+from license_monitor.times import format_check_time, format_time, utc
 
 logger = logging.getLogger(__name__)
 
 STATE_ROW = "alert-state"
-MAX_OUTBOX_ENTRIES = 300
 MAX_UNRECORDED = 100  # checks remembered while storage is down (a day at 15 minutes)
+UNREADABLE_KEPT_CHARS = 30_000  # under the 32K-character limit of a Table Storage string
 
-DEFAULT_LEASE = timedelta(minutes=10)
-DEFAULT_GIVE_UP_AFTER = timedelta(hours=24)
-DEFAULT_KEEP_FINISHED = timedelta(days=7)
+
+class AlertStateUnreadable(ValueError):  # noqa: N818 - reads as what happened, like StorageUnavailable
+    """The stored alert state cannot be read (damaged, or written by another version).
+
+    evaluate() raises it for a successful check; recording a failed check replaces the row,
+    keeping what can still be read (see AlertStore.evaluate).
+    """
+
+
+@dataclass
+class _Row:
+    """The alert-state entity as read: what evaluate() and the delivery records change."""
+
+    state: AlertState
+    outbox: list[dict[str, Any]]
+    rejections: dict[str, dict[str, Any]]  # channel -> {"error", "since", "announced"}
+    last_check: dict[str, Any] | None  # the latest decided check: its time and decision
+    etag: str | None
+    stored_state: str | None = None  # the state text as stored (kept while it is unreadable)
+    unreadable: str | None = None  # why the stored row could not be read in full
+    kept: dict[str, Any] = field(default_factory=dict)  # properties carried over unchanged
 
 
 @dataclass(frozen=True)
@@ -44,12 +84,23 @@ class Evaluation:
 
     decision: Decision
     to_send: list[Notification] = field(default_factory=list)
+    # channel_rejected events announced by this check (a channel refusing our messages).
+    announced: tuple[AlertEvent, ...] = ()
+    # Channels refusing our messages: [{"channel", "error", "since"}], until they deliver again.
+    channel_errors: tuple[dict[str, str], ...] = ()
+
+    @property
+    def events(self) -> tuple[AlertEvent, ...]:
+        """Everything this check announces: the decision's events, then channel notices."""
+        return (*self.decision.events, *self.announced)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form for activity outputs."""
         return {
             "decision": self.decision.to_dict(),
             "to_send": [notification.to_dict() for notification in self.to_send],
+            "announced": [event.to_payload() for event in self.announced],
+            "channel_errors": [dict(item) for item in self.channel_errors],
         }
 
     @classmethod
@@ -58,6 +109,8 @@ class Evaluation:
         return cls(
             decision=Decision.from_dict(data["decision"]),
             to_send=[Notification.from_dict(item) for item in data["to_send"]],
+            announced=tuple(AlertEvent.from_payload(item) for item in data.get("announced", ())),
+            channel_errors=tuple(dict(item) for item in data.get("channel_errors", ())),
         )
 
 
@@ -73,38 +126,79 @@ class AlertStore:
         keep_finished: timedelta = DEFAULT_KEEP_FINISHED,
     ) -> None:
         self._table = table
-        self._lease = lease
-        self._give_up_after = give_up_after
-        self._keep_finished = keep_finished
+        self._outbox = Outbox(lease, give_up_after, keep_finished)
         self._lock = threading.Lock()
         self._unrecorded: list[tuple[datetime, CheckFailure]] = []
 
-    def _read(self) -> tuple[AlertState, list[dict[str, Any]], str | None]:
+    def _read(self) -> _Row:
         with self._table.translate("reading the alert state"):
             try:
                 entity = self._table.client.get_entity(self._table.org, STATE_ROW)
             except ResourceNotFoundError:
-                return AlertState(), [], None
-        state = AlertState.from_dict(json.loads(entity["state"]))
-        outbox = unpack(entity, "outbox_") or []
-        return state, list(outbox), entity.metadata["etag"]
+                return _Row(AlertState(), [], {}, None, None)
+        stored = entity.get("state")
+        problems: list[str] = []
+        try:
+            state = AlertState.from_dict(json.loads(str(stored)))
+        except (ValueError, TypeError, KeyError, AttributeError) as err:
+            state = _salvage_state(stored)
+            problems.append(f"its state ({_error_text(err)})")
+        try:
+            outbox = list(unpack(entity, "outbox_") or [])
+        except (ValueError, TypeError, KeyError, zlib.error) as err:
+            outbox = []
+            problems.append(f"its outbox ({_error_text(err)})")
+        readable = [entry for entry in outbox if usable_entry(entry)]
+        if len(readable) < len(outbox):
+            problems.append(f"{len(outbox) - len(readable)} outbox entries")
+        try:
+            rejections = dict(json.loads(str(entity.get("rejected_channels") or "{}")))
+            last_check = unpack(entity, "check_")
+        except (ValueError, TypeError, zlib.error):
+            rejections, last_check = {}, None  # bookkeeping only: losing it costs one notice
+        return _Row(
+            state=state, outbox=readable, rejections=rejections,
+            last_check=last_check if isinstance(last_check, dict) else None,
+            etag=entity.metadata["etag"], stored_state=None if stored is None else str(stored),
+            unreadable=(
+                "the stored alert state could not be read: " + "; ".join(problems)
+                if problems else None),
+            kept={name: entity[name] for name in ("unreadable_state", "unreadable_at")
+                  if name in entity},
+        )
 
-    def _write(self, state: AlertState, outbox: list[dict[str, Any]], etag: str | None) -> bool:
-        """Write conditionally on `etag` (insert when None); False when someone wrote first."""
+    def _write(self, row: _Row, *, decided_at: datetime | None = None) -> bool:
+        """Write conditionally on the row's ETag (insert when None); False when someone wrote first.
+
+        A row whose state is unreadable keeps its stored state text unless a check decided on
+        it (`decided_at`): that replaces it and keeps the old text aside in `unreadable_state`.
+        """
+        state_text = dumps(row.state.to_dict())
+        kept = dict(row.kept)
+        if row.unreadable is not None and row.stored_state is not None:
+            if decided_at is not None:
+                kept["unreadable_state"] = row.stored_state[:UNREADABLE_KEPT_CHARS]
+                kept["unreadable_at"] = format_time(decided_at)
+            else:
+                state_text = row.stored_state
         entity: dict[str, Any] = {
             "PartitionKey": self._table.org,
             "RowKey": STATE_ROW,
-            "level": state.level,  # readable in Storage Explorer
-            "state": dumps(state.to_dict()),
-            **pack("outbox_", outbox),
+            "level": row.state.level,  # readable in Storage Explorer
+            "state": state_text,
+            **pack("outbox_", row.outbox),
+            "rejected_channels": dumps(row.rejections),
+            **kept,
         }
+        if row.last_check is not None:
+            entity.update(pack("check_", row.last_check))
         with self._table.translate("saving the alert state"):
             try:
-                if etag is None:
+                if row.etag is None:
                     self._table.client.create_entity(entity)
                 else:
                     self._table.client.update_entity(
-                        entity, mode=UpdateMode.REPLACE, etag=etag,
+                        entity, mode=UpdateMode.REPLACE, etag=row.etag,
                         match_condition=MatchConditions.IfNotModified,
                     )
             except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
@@ -113,11 +207,15 @@ class AlertStore:
 
     def load_state(self) -> AlertState:
         """The stored alert state (the default state before the first check)."""
-        return self._read()[0]
+        return self._read().state
 
     def outbox(self) -> list[dict[str, Any]]:
         """The notification outbox as stored (copies): id, channel, status, payload, times."""
-        return self._read()[1]
+        return self._read().outbox
+
+    def channel_errors(self) -> list[dict[str, str]]:
+        """Channels refusing our messages until they deliver again: channel, error, since."""
+        return channel_errors_of(self._read().rejections)
 
     def evaluate(
         self,
@@ -127,6 +225,7 @@ class AlertStore:
         channels: Sequence[str],
         *,
         quiet: bool = False,
+        check_id: str | None = None,
     ) -> Evaluation:
         """Decide on `outcome`, save the new state and claim what this caller must send.
 
@@ -135,24 +234,88 @@ class AlertStore:
         Older notifications that failed, or whose claim lease expired, are claimed again. During
         quiet hours the state advances but nothing is claimed (decide() holds the events).
         Checks this process could not record (note_unrecorded) are counted first.
+
+        `check_id` names the check (one per orchestration, kept in its history): the same check
+        evaluated again (a retried activity whose first write committed, its answer lost) gets
+        the decision of that write and its claims still unsent, and decides nothing new. Other
+        checks at the same time are racing ones: one decides, the others get nothing new.
+
+        Raises:
+            AlertStateUnreadable: the stored row cannot be read and `outcome` is a success.
+                A CheckFailure is recorded instead: on what could be read, replacing the row
+                (the old state text is kept in its `unreadable_state` property), so a row
+                that cannot be read costs one failed check, counted, not every check after.
         """
         now = utc(now)
         wanted = list(dict.fromkeys(channels))
         with self._lock:
             missed = list(self._unrecorded)
         for _ in range(WRITE_ATTEMPTS):
-            previous, outbox, etag = self._read()
+            row = self._read()
+            if row.unreadable is not None:
+                if not isinstance(outcome, CheckFailure):
+                    raise AlertStateUnreadable(row.unreadable)
+            elif check_id is not None:
+                replayed = self._replayed(row, now, check_id)
+                if replayed is not None:
+                    return replayed
+            previous = row.state
             decision = decide(outcome, previous, policy, now, quiet=quiet, missed=missed)
-            outbox, to_send = self._claim(outbox, decision, wanted, now, quiet=quiet)
-            if self._write(decision.state, outbox, etag):
+            rejections = {channel: dict(record) for channel, record in row.rejections.items()
+                          if channel in wanted}  # a channel switched off has nothing to fix
+            notices = [] if quiet else rejection_notices(rejections, decision.state, policy, now)
+            outgoing = [(event, wanted, event.to_payload()) for event in decision.events] + [
+                (event, [other for other in wanted if other != channel],
+                 {**event.to_payload(), "channel": channel})
+                for channel, event in notices]
+            outbox, to_send = self._outbox.claim(row.outbox, outgoing, wanted, now, quiet=quiet,
+                                          check_id=check_id)
+            row.state, row.outbox, row.rejections = decision.state, outbox, rejections
+            decided = previous.last_checked_at is None or now > previous.last_checked_at
+            row.last_check = row.last_check if not decided else {
+                "checked_at": format_check_time(now),
+                "check_id": check_id,
+                "decision": {"level": decision.level,
+                             "events": [event.to_payload() for event in decision.events]},
+                "announced": [event.to_payload() for _, event in notices],
+            }
+            if self._write(row, decided_at=now):
                 with self._lock:
                     self._unrecorded = [item for item in self._unrecorded if item not in missed]
+                if row.unreadable is not None:
+                    logger.warning(
+                        "%s; replaced it, keeping level %s, %d failed checks in a row and %d "
+                        "outbox entries (the old state is kept in unreadable_state)",
+                        row.unreadable, decision.state.level,
+                        decision.state.consecutive_failures, len(outbox))
                 for notification in to_send:
                     logger.info("Claimed notification %s", notification.id)
                 if decision.state.level != previous.level:
                     logger.info("Alert level %s -> %s", previous.level, decision.state.level)
-                return Evaluation(decision=decision, to_send=to_send)
+                return Evaluation(decision=decision, to_send=to_send,
+                                  announced=tuple(event for _, event in notices),
+                                  channel_errors=tuple(channel_errors_of(rejections)))
         raise self._table.kept_changing("the alert state")
+
+    def _replayed(self, row: _Row, now: datetime, check_id: str) -> Evaluation | None:
+        """The stored evaluation of this check when it is the latest one decided."""
+        check = row.last_check
+        stamp = format_check_time(now)
+        if (check is None or check.get("check_id") != check_id
+                or check.get("checked_at") != stamp or row.state.last_checked_at != now):
+            return None
+        to_send = [
+            Notification(entry["id"], entry["channel"], entry["payload"]) for entry in row.outbox
+            if entry["status"] == "claimed" and entry.get("check_id") == check_id
+        ]
+        logger.info("The check of %s was decided already: returning its %d unsent claims",
+                    stamp, len(to_send))
+        decision = Decision.from_dict({"state": row.state.to_dict(), **check["decision"]})
+        return Evaluation(
+            decision=decision, to_send=to_send,
+            announced=tuple(AlertEvent.from_payload(item) for item in check.get("announced", ())),
+            channel_errors=tuple(channel_errors_of(row.rejections)),
+        )
 
     def note_unrecorded(self, checked_at: datetime, reason: str) -> None:
         """Remember a check whose outcome could not be saved (storage down), in this process.
@@ -168,135 +331,67 @@ class AlertStore:
             self._unrecorded.append((moment, CheckFailure(reason)))
             del self._unrecorded[:-MAX_UNRECORDED]
 
-    def _claim(
-        self,
-        outbox: list[dict[str, Any]],
-        decision: Decision,
-        channels: list[str],
-        now: datetime,
-        *,
-        quiet: bool = False,
-    ) -> tuple[list[dict[str, Any]], list[Notification]]:
-        """Claim what is owed and add the decision's events, one in flight per alert and channel.
-
-        A notification waits ("pending") while an earlier one of the same alert on the same
-        channel is undelivered, so a receiver never gets a resolve before its trigger.
-        """
-        if quiet:
-            return self._prune(outbox, now), []
-        lease_until = format_time(now + self._lease)
-        to_send: list[Notification] = []
-        busy: set[tuple[str, str]] = set()  # (alert_id, channel) with a notification in flight
-
-        def claim(entry: dict[str, Any]) -> None:
-            entry.update(
-                status="claimed", lease_until=lease_until, attempts=entry["attempts"] + 1,
-                updated_at=format_time(now),
-            )
-            to_send.append(Notification(entry["id"], entry["channel"], entry["payload"]))
-
-        for entry in outbox:
-            if entry["status"] in ("delivered", "abandoned") or entry["channel"] not in channels:
-                continue
-            lane = (str(entry["payload"].get("alert_id")), str(entry["channel"]))
-            if lane in busy:
-                continue
-            if (entry["status"] == "pending" or self._owed(entry, now)) and (
-                    now - parse_time(entry["created_at"]) >= self._give_up_after):
-                entry.update(status="abandoned", lease_until=None, updated_at=format_time(now))
-                logger.warning(
-                    "Gave up on notification %s after %d attempts: %s",
-                    entry["id"], entry["attempts"], entry.get("last_error"),
-                )
-                continue
-            if entry["status"] == "pending" or self._owed(entry, now):
-                claim(entry)
-            busy.add(lane)
-        known = {entry["id"] for entry in outbox}
-        for event in decision.events:
-            payload = event.to_payload()
-            for channel in channels:
-                notification_id = f"{event.key}:{channel}"
-                if notification_id in known:
-                    continue
-                entry = {
-                    "id": notification_id,
-                    "channel": channel,
-                    "payload": payload,
-                    "status": "pending",
-                    "lease_until": None,
-                    "attempts": 0,
-                    "created_at": format_time(now),
-                    "updated_at": format_time(now),
-                    "last_error": None,
-                }
-                outbox.append(entry)
-                known.add(notification_id)
-                lane = (event.alert_id, channel)
-                if lane not in busy:
-                    claim(entry)
-                    busy.add(lane)
-        return self._prune(outbox, now), to_send
-
-    @staticmethod
-    def _owed(entry: Mapping[str, Any], now: datetime) -> bool:
-        if entry["status"] == "failed":
-            return True
-        return entry["status"] == "claimed" and (
-            entry["lease_until"] is None or parse_time(entry["lease_until"]) <= now
-        )
-
-    def _prune(self, outbox: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
-        """Drop finished entries after `keep_finished`; cap the outbox's size, oldest first."""
-        horizon = now - self._keep_finished
-        kept = [
-            entry for entry in outbox
-            if entry["status"] not in ("delivered", "abandoned")
-            or parse_time(entry["updated_at"]) >= horizon
-        ]
-        while len(kept) > MAX_OUTBOX_ENTRIES:
-            finished = [e for e in kept if e["status"] in ("delivered", "abandoned")]
-            victim = finished[0] if finished else kept[0]
-            if not finished:
-                logger.warning("Outbox full: dropped undelivered notification %s", victim["id"])
-            kept.remove(victim)
-        return kept
-
     def _update_entry(
-        self, notification_id: str, change: Callable[[dict[str, Any]], bool]
-    ) -> None:
+        self, notification_id: str, change: Callable[[dict[str, Any], _Row], bool]
+    ) -> bool:
+        """Apply `change` to one entry (and the row) and save; False when nothing changed."""
         for _ in range(WRITE_ATTEMPTS):
-            state, outbox, etag = self._read()
-            entry = next((item for item in outbox if item["id"] == notification_id), None)
+            row = self._read()
+            entry = next((item for item in row.outbox if item["id"] == notification_id), None)
             if entry is None:
                 logger.warning("Notification %s is not in the outbox any more", notification_id)
-                return
-            if not change(entry) or self._write(state, outbox, etag):
-                return
+                return False
+            if not change(entry, row):
+                return False
+            if self._write(row):
+                return True
         raise self._table.kept_changing("the alert state")
 
     def mark_delivered(self, notification_id: str, now: datetime) -> None:
-        """Record a delivery: the notification is never sent again."""
+        """Record a delivery: the notification is never sent again; its channel works."""
         stamp = format_time(utc(now))
-
-        def delivered(entry: dict[str, Any]) -> bool:
-            if entry["status"] == "delivered":
-                return False
-            entry.update(status="delivered", lease_until=None, updated_at=stamp, last_error=None)
-            return True
-
-        self._update_entry(notification_id, delivered)
+        self._update_entry(notification_id,
+                           lambda entry, row: record_delivered(entry, row.rejections, stamp))
 
     def mark_failed(self, notification_id: str, error: str, now: datetime) -> None:
         """Record a failed delivery: the next check claims the notification again."""
-        stamp = format_time(utc(now))
-        reason = " ".join(error.split())[:300]
-
-        def failed(entry: dict[str, Any]) -> bool:
-            if entry["status"] == "delivered":
-                return False  # another attempt got through: that one counts
-            entry.update(status="failed", lease_until=None, updated_at=stamp, last_error=reason)
-            return True
-
-        self._update_entry(notification_id, failed)
+        stamp, reason = format_time(utc(now)), " ".join(error.split())[:300]
+        self._update_entry(notification_id, lambda entry, _: record_failed(entry, stamp, reason))
         logger.warning("Notification %s failed: %s", notification_id, reason)
+
+    def mark_rejected(self, notification_id: str, error: str, now: datetime) -> None:
+        """Record a delivery the receiver refused for good: never retried, the lane moves on.
+
+        The first rejection since the channel last delivered opens a rejection episode: the
+        next check announces it once on the other channels (channel_rejected).
+        """
+        stamp, reason = format_time(utc(now)), " ".join(error.split())[:300]
+        self._update_entry(
+            notification_id,
+            lambda entry, row: record_rejected(entry, row.rejections, stamp, reason))
+        logger.info("Notification %s rejected: %s", notification_id, reason)
+
+
+def _error_text(err: Exception) -> str:
+    return " ".join(f"{type(err).__name__}: {err}".split())[:200]
+
+
+def _salvage_state(stored: Any) -> AlertState:
+    """What can still be read of an unreadable state: each field that parses on its own."""
+    try:
+        data = json.loads(str(stored))
+    except ValueError:
+        return AlertState()
+    if not isinstance(data, dict):
+        return AlertState()
+    known = {item.name for item in fields(AlertState)}
+    kept: dict[str, Any] = {}
+    for name, value in data.items():
+        if name not in known:
+            continue
+        try:
+            AlertState.from_dict({**kept, name: value})
+        except (ValueError, TypeError, KeyError, AttributeError):
+            continue
+        kept[name] = value
+    return AlertState.from_dict(kept)

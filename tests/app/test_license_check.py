@@ -39,6 +39,7 @@ def test_a_check_is_token_measure_evaluate_notify_metrics(
     assert output["level"] == "warning"
     history = w.results[-1].history
     assert episodes_of(history) == [
+        ["begin_check"],  # the check's id, kept in the history for its retried steps
         ["acquire_token"],
         ["measure_usage"],  # aggregates, details and roster in parallel, inside it
         ["evaluate"],
@@ -140,3 +141,47 @@ def test_a_check_stores_a_small_history(world: Callable[..., World]) -> None:
     w.at_level(800)
     w.check()
     assert w.results[-1].history_bytes < 16 * 1024
+
+
+def test_an_evaluation_retried_after_its_write_committed_sends_its_breach_at_once(
+    world: Callable[..., World],
+) -> None:
+    w = world()
+    w.at_level(93)
+    evaluate = registry_of(app).activities["evaluate"]
+    lost: list[dict[str, Any]] = []
+
+    def answer_lost_once(name: str, payload: Any) -> None:
+        if name == "evaluate" and not lost:
+            # The first attempt runs to the end (its claims are written), then the worker dies
+            # before Durable hears back: Durable runs the activity again with the same input.
+            lost.append(evaluate(payload))
+            raise RuntimeError("the worker was recycled before it answered")
+
+    output = w.check(host=w.host(activity_hook=answer_lost_once))
+    w.at_level(93, minutes_later=5)  # inside the 10-minute claim lease
+    later = w.check()
+
+    assert w.results[-2].activity_calls.count("evaluate") == 2
+    assert [n["id"] for n in lost[0]["notifications"]] == [
+        "breach-20261126T082000Z:breach:webhook"]
+    # The retry returned the first attempt's decision and claim: sent in this check, once.
+    assert output["events"] == ["breach"] == lost[0]["report"]["events"]
+    assert output["notifications"] == [{"event": "breach", "channel": "webhook",
+                                        "delivered": True}]
+    assert later["events"] == []
+    assert later["notifications"] == []
+    assert [item.body["event"] for item in w.receiver.delivered] == ["breach"]
+    assert w.receiver.delivered[0].body["occurred_at"] == "2026-11-26T08:20:00Z"
+
+
+def test_racing_checks_in_the_same_second_still_claim_each_notification_once(
+    world: Callable[..., World],
+) -> None:
+    w = world()
+    w.at_level(93)
+    first, second = w.check(), w.check()  # two orchestrations, the same checked_at
+
+    assert first["events"] == ["breach"]
+    assert (second["events"], second["notifications"]) == ([], [])
+    assert [item.body["event"] for item in w.receiver.delivered] == ["breach"]

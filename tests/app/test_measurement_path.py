@@ -131,4 +131,4 @@ def test_dry_runs_measure_through_the_same_path(world: Callable[..., World]) -> 
     assert output["concurrent"]["peak"]["total"] == 11
     assert output["concurrent"]["peak"]["agents"] >= 1
     assert list(w.results[-1].activity_calls) == [
-        "acquire_token", "measure_usage", "evaluate"]
+        "begin_check", "acquire_token", "measure_usage", "evaluate"]

@@ -12,8 +12,8 @@ import json
 import socket
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import trustme
 
 from license_monitor.cli import summary_line
 from license_monitor.state import StateStore
+from license_monitor.times import minute_key
 from simulator import Fault
 from simulator.azurite import Azurite, connection_string
 from simulator.demo import set_online
@@ -74,7 +75,7 @@ def every_channel(
             pagerduty=webhook_receiver(status=202, path="/v2/enqueue"),
             graph=graph_server(),
         )
-        w = world(**channels.settings(), **extra)
+        w = world(**{**channels.settings(), **extra})
         # msal reaches the local TLS authority through the channels' session: trust the test CA
         # and nothing from the environment.
         w.services.http.verify = str(graph_ca[1])
@@ -537,3 +538,222 @@ def test_a_breach_opened_and_closed_in_quiet_hours_pages_nobody(
     w.check()  # 09:40, after the window
 
     assert webhook_events(w) == []
+
+
+# ---- checks that cannot be evaluated ------------------------------------------------------------
+
+def failing_alerts(w: World) -> list[dict[str, Any]]:
+    return [item.body for item in w.receiver.delivered if item.body["event"] == "monitor_failing"]
+
+
+def test_a_stored_state_from_another_version_is_replaced_and_counted_as_a_failed_check(
+    world: Callable[..., World], caplog: pytest.LogCaptureFixture,
+) -> None:
+    w = world()
+    assert w.services.state is not None
+    w.at_level(50)
+    w.check()
+    # Another version wrote the state: a level this one does not know and held events of a
+    # newer shape, beside two failed checks it had counted.
+    foreign = {"schema": 3, "level": "amber", "consecutive_failures": 2,
+               "failing_since": "2026-11-26T08:10:00Z", "last_checked_at": "2026-11-26T08:20:00Z",
+               "held": [{"kind": "breach", "v": 3}]}
+    w.services.state.table.client.update_entity(
+        {"PartitionKey": w.settings.org_key, "RowKey": "alert-state", "state": json.dumps(foreign)})
+    caplog.set_level("WARNING", logger="license_monitor")
+
+    w.at_level(97)
+    replaced = w.check()
+    w.at_level(97)
+    after = w.check()
+
+    # The check that found it is a failed check (the third in a row, with the two kept): the
+    # monitor says so at once, on its channels, and the next check works on the repaired state.
+    assert (replaced["level"], replaced["cause"], replaced["events"]) == (
+        "unknown", "check_failed", ["monitor_failing"])
+    assert replaced["error"].startswith(
+        "the stored alert state could not be read: its state (ValueError: unknown alert level "
+        "'amber' in stored state)")
+    assert "replaced it, keeping level ok, 3 failed checks in a row" in caplog.text
+    [failing] = failing_alerts(w)
+    assert failing["message"].startswith("License checks failed 3 times in a row (check failed)")
+    assert failing["alert_id"] == "failing-20261126T081000Z"
+    assert after["events"] == ["monitor_recovered", "breach"]
+    assert webhook_events(w) == ["monitor_failing", "monitor_recovered", "breach"]
+    row = w.services.state.table.client.get_entity(w.settings.org_key, "alert-state")
+    assert json.loads(row["unreadable_state"]) == foreign  # kept for people to look at
+    assert w.services.state.alerts.load_state().level == "critical"
+
+
+def test_a_state_row_that_is_not_json_costs_one_failed_check(world: Callable[..., World]) -> None:
+    w = world(FAILURE_ALERT_AFTER="1")
+    assert w.services.state is not None
+    w.at_level(50)
+    w.check()
+    w.services.state.table.client.update_entity(
+        {"PartitionKey": w.settings.org_key, "RowKey": "alert-state", "state": "{\"level\": \"ok"})
+
+    w.at_level(50)
+    broken = w.check()
+    w.at_level(50)
+    fine = w.check()
+
+    assert (broken["level"], broken["events"]) == ("unknown", ["monitor_failing"])
+    assert "(JSONDecodeError: " in broken["error"]
+    assert (fine["level"], fine["events"]) == ("ok", ["monitor_recovered"])
+    assert webhook_events(w) == ["monitor_failing", "monitor_recovered"]
+
+
+def test_a_billing_histogram_that_disagrees_with_its_minutes_alerts_after_three_checks(
+    world: Callable[..., World],
+) -> None:
+    w = world()
+    assert w.services.state is not None
+    # Minute rows of the coming hour (restored from somewhere) without their histogram: every
+    # check's minutes disagree with it.
+    table = w.services.state.table
+    partition = table.partition("minutes", "2026-11-01")
+    for minute in range(80):
+        moment = WORLD_START + timedelta(minutes=minute)
+        table.client.upsert_entity({"PartitionKey": partition, "RowKey": minute_key(moment),
+                                    "level": 1})
+    reports = []
+    for _ in range(3):
+        w.at_level(50)
+        reports.append(w.check())
+
+    assert [report["level"] for report in reports] == ["unknown"] * 3
+    assert all("it does not match the recorded minutes" in report["error"] for report in reports)
+    assert [report["events"] for report in reports] == [[], [], ["monitor_failing"]]
+    [failing] = failing_alerts(w)
+    assert failing["message"].startswith(
+        "License checks failed 3 times in a row (check failed); last error: the check could not "
+        "be evaluated (ValueError: the histogram would hold -900000 at level 1: it does "
+        "not match the recorded minutes)")
+    assert webhook_events(w) == ["monitor_failing"]
+
+
+def test_an_invalid_alert_policy_is_a_failed_check_and_alerts(world: Callable[..., World]) -> None:
+    w = world()
+    # Settings validation keeps this out; a policy that still fails (a rule added later, a
+    # settings object built another way) must not make every check silently unknown.
+    w.services.settings = replace(w.settings, warning_percent=96.0, critical_percent=95.0)
+    reports = []
+    for _ in range(3):
+        w.at_level(97)
+        reports.append(w.check())
+
+    assert [report["events"] for report in reports] == [[], [], ["monitor_failing"]]
+    assert all("invalid alert policy" in report["error"] for report in reports)
+    [failing] = failing_alerts(w)
+    assert failing["capacity"] == 100
+    assert "invalid alert policy: the warning percent must be" in failing["message"]
+
+
+def test_a_failure_reason_too_long_to_store_is_clipped_and_counted(
+    world: Callable[..., World],
+) -> None:
+    w = world()
+    quoted = "Genesys Cloud rejected POST /api/v2/analytics/users/details/query: " + "x" * 40_000
+
+    def long_error(name: str, payload: Any) -> None:
+        if name == "measure_usage":
+            raise RuntimeError(quoted)
+
+    reports = []
+    for _ in range(3):
+        w.at_level(50)
+        reports.append(w.check(host=w.host(activity_hook=long_error)))
+
+    # 40,000 characters kept in the alert state would exceed the 32K-character property limit:
+    # no check could be stored, so none was counted.
+    assert [report["events"] for report in reports] == [[], [], ["monitor_failing"]]
+    assert all(len(report["error"]) == 500 and report["error"].endswith("...")
+               for report in reports)
+    [failing] = failing_alerts(w)
+    assert len(failing["message"]) < 700
+    assert w.services.state is not None
+    assert w.services.state.alerts.load_state().consecutive_failures == 3
+
+
+# ---- a channel that rejects our messages --------------------------------------------------------
+
+def test_a_rejecting_channel_is_not_retried_and_announced_once_per_episode_elsewhere(
+    every_channel: Callable[..., tuple[World, Channels]],
+) -> None:
+    w, channels = every_channel()
+    channels.slack.status = 404  # the Slack app was removed: its webhook URL is gone
+    w.at_level(93)
+    breach = w.check()
+    w.at_level(93)
+    announced = w.check()
+    w.at_level(97)
+    escalation = w.check()
+    w.at_level(97)
+    quiet = w.check()
+
+    # Refused once, at once: no brief retries, no retry by the next checks.
+    [refused] = [sent for sent in breach["notifications"] if sent["channel"] == "slack"]
+    assert refused == {"event": "breach", "channel": "slack", "delivered": False, "rejected": True,
+                       "error": "the Slack webhook at 127.0.0.1 answered HTTP 404 (simulated)"}
+    assert w.sleeps == []
+    # The next check tells the other channels, once, naming the setting to fix.
+    assert announced["events"] == ["channel_rejected"]
+    assert announced["channel_errors"] == [{
+        "channel": "slack", "error": refused["error"], "since": announced["channel_errors"][0][
+            "since"]}]
+    assert sorted(sent["channel"] for sent in announced["notifications"]) == [
+        "email", "pagerduty", "teams", "webhook"]
+    notice = w.receiver.delivered[1].body
+    assert (notice["event"], notice["channel"]) == ("channel_rejected", "slack")
+    assert notice["message"] == (
+        "Slack rejects our messages: HTTP 404 (simulated); check SLACK_WEBHOOK_URL")
+    assert channels.teams.delivered[1].body["attachments"][0]["content"]["body"][0]["text"] == (
+        "Contoso: Alert channel rejects messages: Slack")
+    assert channels.pagerduty.delivered[1].body["payload"]["severity"] == "warning"
+    # The escalation does not wait behind the rejected breach; refused again, not announced again.
+    assert escalation["events"] == ["escalation"]
+    assert [sent["rejected"] for sent in escalation["notifications"]
+            if sent["channel"] == "slack"] == [True]
+    assert quiet["events"] == []
+    assert quiet["notifications"] == []
+    assert [item.body["blocks"][0]["text"]["text"] for item in channels.slack.received] == [
+        "Contoso: License breach (WARNING)", "Contoso: License breach escalated (CRITICAL)"]
+    assert webhook_events(w) == ["breach", "channel_rejected", "escalation"]
+
+    # Fixed: the next message gets through and ends the episode; a later rejection is news.
+    channels.slack.status = 200
+    w.at_level(40)
+    resolved = w.check()
+    w.at_level(40)
+    fixed = w.check()
+    channels.slack.status = 410
+    w.at_level(93)
+    w.check()
+    w.at_level(93)
+    again = w.check()
+
+    assert [sent["delivered"] for sent in resolved["notifications"]] == [True] * 5
+    assert "channel_errors" not in fixed
+    assert again["events"] == ["channel_rejected"]
+    assert webhook_events(w) == ["breach", "channel_rejected", "escalation", "resolved",
+                                 "breach", "channel_rejected"]
+    assert w.receiver.delivered[-1].body["message"] == (
+        "Slack rejects our messages: HTTP 410 (simulated); check SLACK_WEBHOOK_URL")
+
+
+def test_email_refused_for_bad_credentials_is_announced_naming_the_graph_settings(
+    every_channel: Callable[..., tuple[World, Channels]],
+) -> None:
+    w, _ = every_channel(GRAPH_CLIENT_SECRET="not-the-graph-secret-42")
+    w.at_level(93)
+    first = w.check()
+    w.at_level(93)
+    second = w.check()
+
+    [refused] = [sent for sent in first["notifications"] if sent["channel"] == "email"]
+    assert refused["rejected"] is True
+    assert second["events"] == ["channel_rejected"]
+    assert w.receiver.delivered[1].body["message"] == (
+        "Email (Microsoft Graph) rejects our messages: Entra ID at 127.0.0.1 refused a Microsoft "
+        "Graph token (invalid_client, AADSTS7000215); check the GRAPH_* and ALERT_EMAIL_* settings")

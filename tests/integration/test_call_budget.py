@@ -169,12 +169,29 @@ def test_a_check_after_the_roster_expires_reads_the_roster_again_but_not_the_tok
 ) -> None:
     org = org_of_1000()
     checks = monitor(org)
-    checks.check(COLD_AT - timedelta(minutes=60))
+    for minutes_before in (60, 45, 30, 15):  # every minute measured: nothing to catch up
+        checks.check(COLD_AT - timedelta(minutes=minutes_before))
 
     calls = checks.check(COLD_AT)
 
     assert calls == expected_roster_calls(org) + expected_warm_calls(org, COLD_AT)
     assert TOKEN not in calls
+
+
+def test_minutes_no_check_measured_cost_their_details_pages_only(
+    monitor: Callable[[SimOrg], Monitor],
+) -> None:
+    org = org_of_1000()
+    checks = monitor(org)
+    checks.check(WARM_AT - timedelta(minutes=45))  # then no check for 30 minutes
+
+    calls = checks.check(WARM_AT)
+
+    # The window's own queries plus the 30 minutes before it, in two 15-minute queries.
+    catch_up = Counter({DETAILS: sum(
+        expected_warm_calls(org, WARM_AT - timedelta(minutes=minutes))[DETAILS]
+        for minutes in (15, 30))})
+    assert calls == expected_warm_calls(org, WARM_AT) + catch_up
 
 
 # --- the roster -----------------------------------------------------------------------------

@@ -252,3 +252,81 @@ def test_evaluation_survives_a_json_round_trip(store: StateStore) -> None:
     assert Evaluation.from_dict(evaluation.to_dict()) == evaluation
 
 
+
+
+def test_a_rejected_breach_does_not_hold_back_its_resolve(
+    store: StateStore, receiver: HttpReceiver, session: requests.Session
+) -> None:
+    [breach] = store.alerts.evaluate(usage(461), POLICY, at(0), ["webhook"]).to_send
+    store.alerts.mark_rejected(breach.id, "the webhook at 127.0.0.1 answered HTTP 404", at(0))
+    resolve = check(store, receiver, session, usage(300), at(5))
+    later = check(store, receiver, session, usage(300), at(10))
+
+    # Single channel: nobody else to tell, the check JSON still names it.
+    assert [n.payload["event"] for n in resolve.to_send] == ["resolved"]
+    assert [e.event for e in resolve.events] == ["resolved", "channel_rejected"]
+    assert later.to_send == []
+    assert later.channel_errors == ()
+    assert delivered_events(receiver) == ["resolved"]
+    assert [(e["status"], e["attempts"]) for e in store.alerts.outbox()] == [
+        ("rejected", 1), ("delivered", 1)]
+
+
+def test_a_rejection_is_announced_once_on_the_other_channels_until_the_channel_delivers(
+    store: StateStore,
+) -> None:
+    channels = ["webhook", "slack"]
+    claimed = store.alerts.evaluate(usage(461), POLICY, at(0), channels).to_send
+    for notification in claimed:
+        if notification.channel == "slack":
+            store.alerts.mark_rejected(notification.id, "the Slack webhook at h answered HTTP "
+                                       "403 (invalid_token)", at(0))
+        else:
+            store.alerts.mark_delivered(notification.id, at(0))
+    announced = store.alerts.evaluate(usage(480), POLICY, at(5), channels)
+    for notification in announced.to_send:
+        if notification.channel == "slack":  # the escalation: refused again
+            store.alerts.mark_rejected(notification.id, "HTTP 403", at(5))
+        else:
+            store.alerts.mark_delivered(notification.id, at(5))
+    quiet = store.alerts.evaluate(usage(480), POLICY, at(10), channels)
+
+    assert sorted(n.id for n in announced.to_send) == [
+        "breach-20261126T120000Z:escalation:slack", "breach-20261126T120000Z:escalation:webhook",
+        "channel-slack-20261126T120000Z:channel_rejected:webhook"]
+    [notice] = [n for n in announced.to_send if n.payload["event"] == "channel_rejected"]
+    assert notice.payload["message"] == (
+        "Slack rejects our messages: HTTP 403 (invalid_token); check SLACK_WEBHOOK_URL")
+    assert quiet.to_send == []
+    assert quiet.events == ()
+    assert [item["channel"] for item in quiet.channel_errors] == ["slack"]
+
+    store.alerts.mark_delivered("breach-20261126T120000Z:breach:slack", at(11))  # a late success
+    assert store.alerts.channel_errors() == []
+
+
+def test_the_same_check_evaluated_again_gets_its_own_unsent_claims(store: StateStore) -> None:
+    first = store.alerts.evaluate(usage(461), POLICY, at(0), ["webhook"], check_id="check-a")
+    again = store.alerts.evaluate(usage(461), POLICY, at(0), ["webhook"], check_id="check-a")
+    other = store.alerts.evaluate(usage(461), POLICY, at(0), ["webhook"], check_id="check-b")
+    [notification] = first.to_send
+    store.alerts.mark_delivered(notification.id, at(0))
+    after_delivery = store.alerts.evaluate(usage(461), POLICY, at(0), ["webhook"],
+                                           check_id="check-a")
+
+    assert again == first
+    assert (other.to_send, other.decision.events) == ([], ())
+    assert after_delivery.to_send == []
+    assert after_delivery.decision == first.decision
+    assert store.alerts.outbox()[0]["checked_at"] == "2026-11-26T12:00:00.000Z"
+
+
+@pytest.mark.parametrize("status", [408, 429])
+def test_a_timeout_or_throttle_answer_is_retried_not_rejected(
+    store: StateStore, receiver: HttpReceiver, session: requests.Session, status: int
+) -> None:
+    receiver.fail_next(1, status=status)
+    check(store, receiver, session, usage(461), at(0))
+
+    assert [item.status for item in receiver.received] == [status, 200]
+    assert [entry["status"] for entry in store.alerts.outbox()] == ["delivered"]
