@@ -1,7 +1,8 @@
-"""Command line: `python -m license_monitor check`.
+"""Command line: `python -m license_monitor check` and `python -m license_monitor billing rebuild`.
 
 `check` runs the same license_check orchestration as the Function App, in this process, through
 the Durable SDK's replay engine; exit codes follow the monitoring-plugin convention.
+`billing rebuild --since YYYY-MM-DD` measures the billing minutes since that day again.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -132,6 +133,39 @@ def _unknown(error: str) -> dict[str, Any]:
             "level": "unknown", "error": error, "events": [], "notifications": []}
 
 
+def _billing_rebuild(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from license_monitor import runtime  # noqa: PLC0415 (builds clients: only when asked)
+    from license_monitor.rebuild import rebuild_billing  # noqa: PLC0415
+
+    environ = dict(os.environ)
+    try:
+        if args.settings:
+            load_local_settings(Path(args.settings), environ)
+        settings = Settings.from_env(environ)
+        since = date.fromisoformat(args.since)
+        rebuilt = rebuild_billing(runtime.Services.from_settings(settings), since,
+                                  datetime.now(UTC))
+    except ConfigError as problem:
+        print(problem, file=err)
+        return 3
+    except Exception as problem:
+        print(f"billing rebuild failed: {problem}", file=err)
+        return 3
+    capacity = settings.license_capacity
+    if args.json:
+        out.write(json.dumps({"since": since.isoformat(), "periods": [{
+            "period_start": item.period_start.isoformat(), "minutes_measured": item.minutes,
+            "before": item.before.figures(capacity), "after": item.after.figures(capacity),
+        } for item in rebuilt]}) + "\n")
+        return 0
+    for item in rebuilt:
+        out.write(f"billing period from {item.period_start.isoformat()}: billable peak "
+                  f"{item.before.billable_peak} -> {item.after.billable_peak} (by whole minutes "
+                  f"{item.before.billable_peak_upper} -> {item.after.billable_peak_upper}), "
+                  f"{item.minutes} minutes measured again\n")
+    return 0
+
+
 def _check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     environ = dict(os.environ)
     report: dict[str, Any] | None = None
@@ -177,6 +211,17 @@ def main(
                        help="read settings from a local.settings.json (environment wins)")
     check.add_argument("-v", "--verbose", action="count", default=0,
                        help="log to stderr (-vv: with debug detail)")
+    billing_command = commands.add_parser("billing", help="the billing period's figures")
+    billing_actions = billing_command.add_subparsers(dest="action", required=True)
+    rebuild = billing_actions.add_parser(
+        "rebuild", help="measure the minutes since a day again and replace the stored ones")
+    rebuild.add_argument("--since", required=True, metavar="YYYY-MM-DD",
+                         help="first day (UTC) to measure again")
+    rebuild.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    rebuild.add_argument("--settings", metavar="FILE",
+                         help="read settings from a local.settings.json (environment wins)")
+    rebuild.add_argument("-v", "--verbose", action="count", default=0,
+                         help="log to stderr (-vv: with debug detail)")
     args = parser.parse_args(argv)
     levels = {0: logging.ERROR, 1: logging.INFO}
     logging.basicConfig(
@@ -185,4 +230,6 @@ def main(
     from license_monitor.runtime import quiet_http_logging  # noqa: PLC0415 (see run_check)
 
     quiet_http_logging()
+    if args.command == "billing":
+        return _billing_rebuild(args, out, err)
     return _check(args, out, err)

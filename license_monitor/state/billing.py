@@ -115,6 +115,34 @@ class BillingLedger:
             histogram = self._record_batch(partition, batch)
         return BillingSummary(period_start, histogram)
 
+    def replace_minutes(
+        self, period_start: date, minutes: Mapping[datetime, MinuteProfile],
+        measured_at: datetime,
+    ) -> BillingSummary:
+        """Replace the stored minutes with these (a rebuild) and recount the period from its
+        rows: the stored figures become what was measured, never the higher of the two."""
+        table = self._table
+        partition = self._partition(period_start)
+        rows = [self._minute_entity(partition, minute, MinuteRecord(profile, utc(measured_at)))
+                for minute, profile in sorted(minutes.items())]
+        for start in range(0, len(rows), MAX_BATCH_ROWS + 1):
+            table.commit_batch(rows[start : start + MAX_BATCH_ROWS + 1], "rebuilding billing")
+        for _ in range(WRITE_ATTEMPTS):
+            _, _, etag = self._read_histogram_row(partition)
+            with table.translate("reading billing minutes"):
+                stored = {parse_minute_key(str(row["RowKey"])): _record_of(row)
+                          for row in table.client.query_entities(
+                              "PartitionKey eq @pk and RowKey ne @histogram",
+                              parameters={"pk": partition, "histogram": HISTOGRAM_ROW})}
+            histogram = Histogram()
+            for record in stored.values():
+                histogram = histogram.plus(Histogram.of_minute(record.profile))
+            last = minute_key(max(stored)) if stored else ""
+            entity = self._histogram_entity(partition, histogram, last)
+            if table.commit_batch([guarded(entity, etag)], "rebuilding billing"):
+                return BillingSummary(period_start, histogram)
+        raise table.kept_changing("the billing minutes")
+
     def last_recorded_minute(self, period_start: date) -> datetime | None:
         """The latest minute recorded in the period (where a measurement gap would begin)."""
         with self._table.translate("reading the billing histogram"):
@@ -154,6 +182,28 @@ class BillingLedger:
                 {int(level): int(count) for level, count in unpack(entity, "p_").items()})
         return histogram, str(entity.get("last_minute") or ""), entity.metadata["etag"]
 
+    @staticmethod
+    def _minute_entity(partition: str, minute: datetime, record: MinuteRecord) -> tuple[Any, ...]:
+        return ("upsert", {"PartitionKey": partition, "RowKey": minute_key(minute),
+                           "level": record.profile.peak, "profile": record.profile.encode(),
+                           "measured_at": format_precise(record.measured_at)},
+                {"mode": UpdateMode.REPLACE})
+
+    @staticmethod
+    def _histogram_entity(partition: str, histogram: Histogram, last_minute: str) -> dict[str, Any]:
+        return {
+            "PartitionKey": partition,
+            "RowKey": HISTOGRAM_ROW,
+            # Readable in Storage Explorer; the packed properties are the source.
+            "minutes": histogram.minutes_recorded,
+            "billable_peak": histogram.billable_peak,
+            "billable_peak_upper": histogram.billable_peak_upper,
+            # Where the next check's measurement gap begins (keys sort as times).
+            "last_minute": last_minute,
+            **pack("x_", {str(level): ms for level, ms in histogram.exact_ms.items()}),
+            **pack("p_", {str(level): n for level, n in histogram.peak_minutes.items()}),
+        }
+
     def _record_batch(
         self, partition: str, batch: Mapping[datetime, MinuteRecord]
     ) -> Histogram:
@@ -182,23 +232,10 @@ class BillingLedger:
                 if self._read_histogram(partition)[1] != etag:
                     continue
                 raise
-            histogram_entity: dict[str, Any] = {
-                "PartitionKey": partition,
-                "RowKey": HISTOGRAM_ROW,
-                # Readable in Storage Explorer; the packed properties are the source.
-                "minutes": updated.minutes_recorded,
-                "billable_peak": updated.billable_peak,
-                "billable_peak_upper": updated.billable_peak_upper,
-                # Where the next check's measurement gap begins (keys sort as times).
-                "last_minute": max(last_minute, minute_key(last)),
-                **pack("x_", {str(level): ms for level, ms in updated.exact_ms.items()}),
-                **pack("p_", {str(level): n for level, n in updated.peak_minutes.items()}),
-            }
+            histogram_entity = self._histogram_entity(
+                partition, updated, max(last_minute, minute_key(last)))
             operations: list[Any] = [
-                ("upsert", {"PartitionKey": partition, "RowKey": minute_key(minute),
-                            "level": record.profile.peak, "profile": record.profile.encode(),
-                            "measured_at": format_precise(record.measured_at)},
-                 {"mode": UpdateMode.REPLACE})
+                self._minute_entity(partition, minute, record)
                 for minute, record in sorted(changed.items())
             ]
             operations.append(guarded(histogram_entity, etag))
