@@ -143,8 +143,9 @@ def _billing_rebuild(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             load_local_settings(Path(args.settings), environ)
         settings = Settings.from_env(environ)
         since = date.fromisoformat(args.since)
+        until = date.fromisoformat(args.until) if args.until else None
         rebuilt = rebuild_billing(runtime.Services.from_settings(settings), since,
-                                  datetime.now(UTC))
+                                  datetime.now(UTC), until)
     except ConfigError as problem:
         print(problem, file=err)
         return 3
@@ -217,6 +218,8 @@ def main(
         "rebuild", help="measure the minutes since a day again and replace the stored ones")
     rebuild.add_argument("--since", required=True, metavar="YYYY-MM-DD",
                          help="first day (UTC) to measure again")
+    rebuild.add_argument("--until", metavar="YYYY-MM-DD",
+                         help="stop at the start of this day (UTC); default: now")
     rebuild.add_argument("--json", action="store_true", help="print exactly one JSON object")
     rebuild.add_argument("--settings", metavar="FILE",
                          help="read settings from a local.settings.json (environment wins)")

@@ -35,21 +35,27 @@ class PeriodRebuild:
     minutes: int
 
 
-def rebuild_billing(services: Services, since: date, now: datetime) -> list[PeriodRebuild]:
-    """Measure every minute from `since` (00:00 UTC) to `now` again and replace the stored ones.
+def rebuild_billing(
+    services: Services, since: date, now: datetime, until: date | None = None,
+) -> list[PeriodRebuild]:
+    """Measure every minute from `since` (00:00 UTC) to `until` (00:00 UTC, default: now)
+    again and replace the stored ones.
 
     Raises:
-        ValueError: `since` is in the future or more than MAX_DAYS_BACK days back.
+        ValueError: an empty range, or one longer than MAX_DAYS_BACK days.
     """
     if services.state is None:
         raise ValueError("billing rebuild needs Table Storage (STATE_CONNECTION or "
                          "STATE_ACCOUNT_URL)")
     start = datetime.combine(since, time(), UTC)
     end = now.astimezone(UTC).replace(second=0, microsecond=0)
+    if until is not None:
+        end = min(end, datetime.combine(until, time(), UTC))
     if start >= end:
-        raise ValueError(f"--since {since.isoformat()} is not in the past")
+        raise ValueError(f"--since {since.isoformat()} is not before --until or now")
     if end - start > timedelta(days=MAX_DAYS_BACK):
-        raise ValueError(f"--since {since.isoformat()} is more than {MAX_DAYS_BACK} days back")
+        raise ValueError(f"from --since {since.isoformat()} that is more than {MAX_DAYS_BACK} "
+                         "days: rebuild at most two periods at a time")
     settings = services.settings
     services.client.ensure_token()
     minutes = measure.measure_minutes(

@@ -123,10 +123,8 @@ class BillingLedger:
         rows: the stored figures become what was measured, never the higher of the two."""
         table = self._table
         partition = self._partition(period_start)
-        rows = [self._minute_entity(partition, minute, MinuteRecord(profile, utc(measured_at)))
-                for minute, profile in sorted(minutes.items())]
-        for start in range(0, len(rows), MAX_BATCH_ROWS + 1):
-            table.commit_batch(rows[start : start + MAX_BATCH_ROWS + 1], "rebuilding billing")
+        measured = {minute: MinuteRecord(profile, utc(measured_at))
+                    for minute, profile in minutes.items()}
         for _ in range(WRITE_ATTEMPTS):
             _, _, etag = self._read_histogram_row(partition)
             with table.translate("reading billing minutes"):
@@ -134,6 +132,12 @@ class BillingLedger:
                           for row in table.client.query_entities(
                               "PartitionKey eq @pk and RowKey ne @histogram",
                               parameters={"pk": partition, "histogram": HISTOGRAM_ROW})}
+            changed = sorted(minute for minute, record in measured.items()
+                             if minute not in stored or stored[minute].profile != record.profile)
+            rows = [self._minute_entity(partition, minute, measured[minute]) for minute in changed]
+            for start in range(0, len(rows), MAX_BATCH_ROWS + 1):
+                table.commit_batch(rows[start : start + MAX_BATCH_ROWS + 1], "rebuilding billing")
+            stored.update((minute, measured[minute]) for minute in changed)
             histogram = Histogram()
             for record in stored.values():
                 histogram = histogram.plus(Histogram.of_minute(record.profile))

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +70,9 @@ def test_rebuild_restores_the_true_billable_peak(
         PERIOD, {at(10, minute): MinuteProfile.flat(150) for minute in range(40)}, at(12, 0))
     assert wrong.billable_peak == 150
 
-    w.simulator.org.now = datetime.now(UTC)  # the rebuild reads up to the machine's clock
-    done = rebuild(w, azurite, table_name, "--since", "2026-11-26", "--json")
+    w.simulator.org.now = at(23, 59)
+    done = rebuild(w, azurite, table_name, "--since", "2026-11-26", "--until", "2026-11-27",
+                   "--json")
 
     assert done.returncode == 0, done.stderr
     [period] = json.loads(done.stdout)["periods"]
@@ -82,7 +83,7 @@ def test_rebuild_restores_the_true_billable_peak(
     stored = w.services.state.billing.summary(PERIOD)
     assert (stored.billable_peak, stored.seconds_over(100)) == (105, 31 * 60)
 
-    text = rebuild(w, azurite, table_name, "--since", "2026-11-26")
+    text = rebuild(w, azurite, table_name, "--since", "2026-11-26", "--until", "2026-11-27")
     assert text.returncode == 0, text.stderr
     assert "billable peak 105 -> 105" in text.stdout
 
@@ -93,4 +94,5 @@ def test_rebuild_refuses_a_day_in_the_future_with_one_sentence(
     w = world()
     done = rebuild(w, azurite, table_name, "--since", "2999-01-01")
     assert done.returncode == 3
-    assert done.stderr.strip() == "billing rebuild failed: --since 2999-01-01 is not in the past"
+    assert done.stderr.strip() == (
+        "billing rebuild failed: --since 2999-01-01 is not before --until or now")
