@@ -323,7 +323,6 @@ module workbook 'app/workbook.bicep' = {
     warningPercent: warningPercent
     criticalPercent: criticalPercent
     billingAnchorDay: billingAnchorDay
-    windowMinutes: windowMinutes
   }
 }
 

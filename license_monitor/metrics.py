@@ -42,13 +42,15 @@ WINDOW_DISTINCT = "license.window_distinct"
 UTILIZATION_PERCENT = "license.utilization_percent"
 CAPACITY = "license.capacity"
 BILLABLE_PEAK = "license.billable_peak"
+SECONDS_OVER_CAPACITY = "license.seconds_over_capacity"
 CHECK_FAILED = "license.check.failed"
 ALERT_DELIVERED = "license.alert.delivered"
 GAUGE_DRIFT = "license.gauge.drift"
 
 METRIC_NAMES: tuple[str, ...] = (
     CONCURRENT_PEAK, CONCURRENT_NOW, CONCURRENT_PEAK_AGENTS, CONCURRENT_PEAK_ADMINS,
-    WINDOW_DISTINCT, UTILIZATION_PERCENT, CAPACITY, BILLABLE_PEAK, CHECK_FAILED,
+    WINDOW_DISTINCT, UTILIZATION_PERCENT, CAPACITY, BILLABLE_PEAK, SECONDS_OVER_CAPACITY,
+    CHECK_FAILED,
     ALERT_DELIVERED, GAUGE_DRIFT,
 )
 
@@ -123,6 +125,8 @@ def check_points(
             (WINDOW_DISTINCT, report.get("window_distinct")),
             (UTILIZATION_PERCENT, report.get("utilization_percent")),
             (BILLABLE_PEAK, _mapping(report.get("billing")).get("billable_peak")),
+            (SECONDS_OVER_CAPACITY,
+             _mapping(report.get("billing")).get("seconds_over_capacity")),
             (GAUGE_DRIFT, _mapping(report.get("gauge")).get("drift")),
         )
         points.extend((name, value, {}) for name, value in figures if _is_number(value))

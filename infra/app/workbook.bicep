@@ -1,6 +1,6 @@
 // The workbook "Genesys Cloud concurrent licenses", attached to Application Insights.
 // Its content is ../workbook.json; the placeholders __WARNING_PERCENT__,
-// __CRITICAL_PERCENT__, __BILLING_ANCHOR_DAY__ and __WINDOW_SECONDS__ are replaced with
+// __CRITICAL_PERCENT__ and __BILLING_ANCHOR_DAY__ are replaced with
 // the deployed settings so the lines and the billing period match the app, and
 // __APPLICATION_INSIGHTS_ID__ with the resource the queries run against.
 
@@ -10,12 +10,11 @@ param applicationInsightsId string
 param warningPercent string
 param criticalPercent string
 param billingAnchorDay int
-param windowMinutes int
 
 var displayName = 'Genesys Cloud concurrent licenses'
 var template = loadTextContent('../workbook.json')
 var withThresholds = replace(replace(template, '__WARNING_PERCENT__', warningPercent), '__CRITICAL_PERCENT__', criticalPercent)
-var withPeriod = replace(replace(withThresholds, '__BILLING_ANCHOR_DAY__', string(billingAnchorDay)), '__WINDOW_SECONDS__', string(windowMinutes * 60))
+var withPeriod = replace(withThresholds, '__BILLING_ANCHOR_DAY__', string(billingAnchorDay))
 var content = replace(withPeriod, '__APPLICATION_INSIGHTS_ID__', applicationInsightsId)
 
 resource workbook 'Microsoft.Insights/workbooks@2023-06-01' = {
