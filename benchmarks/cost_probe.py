@@ -134,7 +134,7 @@ def run_check(spec: dict[str, Any]) -> dict[str, Any]:
     table = TableClient.from_connection_string(
         spec["connection"], spec["table"], raw_request_hook=meter, retry_total=3,
         connection_timeout=5, read_timeout=20)
-    state = StateStore(StateTable(table, settings.org_key))
+    state = StateStore(StateTable(table, settings.client_key, by_client=True))
     log = RequestLog()
     client = GenesysClient(
         api_url=settings.api_url, login_url=settings.login_url, client_id=settings.client_id,
@@ -152,7 +152,7 @@ def run_check(spec: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     result = ReplayHost(app, clock=lambda: checked_at).run(
         "license_check", {"dry_run": False, "trigger": "benchmark"},
-        instance_id=singleton_id(settings.org_key))
+        instance_id=singleton_id(settings.client_key))
     wall = time.perf_counter() - started
     output = result.output if isinstance(result.output, dict) else {}
     return {

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from license_monitor import alerting, billing, measure, metrics, notify
+from license_monitor.genesys.errors import GenesysError
 from license_monitor.roster import Roster
 from license_monitor.runtime import Services
 from license_monitor.settings import Settings
@@ -53,8 +54,33 @@ def acquire_token(services: Services) -> dict[str, Any]:
     return {"ok": True}
 
 
+def _needs_organization(services: Services, request: CheckRequest) -> bool:
+    """True when the org id must be asked of Genesys before the org's state can be found."""
+    state = services.state
+    if state is None or state.table.org_known:  # known: by the client's pointer, or in process
+        return False
+    # A dry run moves nothing, so its state may stay under the client key: ask only once.
+    return not (request.dry_run and services.organization is not None)
+
+
+def _learn_organization(services: Services, request: CheckRequest) -> None:
+    """Read the client's org and key the state by its id (moving the client's rows there)."""
+    organization = services.client.organization()
+    services.organization = organization
+    if services.state is None:
+        return
+    if request.dry_run:
+        services.state.organization.follow(organization.id)
+    else:
+        services.state.organization.adopt(organization.id, organization.name,
+                                          request.checked_at)
+
+
 def _cached_roster(services: Services) -> Roster | None:
-    """The org's roster as stored (any worker may have refreshed it), else this process's."""
+    """The org's roster as stored (any worker may have refreshed it), else this process's.
+
+    Read after the org is known: the cache is one of the org's rows.
+    """
     if services.state is not None:
         cached = services.state.roster.load()
         if cached is not None:
@@ -65,8 +91,11 @@ def _cached_roster(services: Services) -> Roster | None:
 def measure_usage(services: Services, request: CheckRequest) -> dict[str, Any]:
     """Measure the window with one roster (rebuilt at most once) and keep that roster."""
     settings = services.settings
-    cached = _cached_roster(services)
     requests_before = services.client.request_count
+    learned = _needs_organization(services, request)
+    if learned:
+        _learn_organization(services, request)
+    cached = _cached_roster(services)
     report, roster = measure.measure(
         services.client,
         now=request.checked_at,
@@ -81,6 +110,14 @@ def measure_usage(services: Services, request: CheckRequest) -> dict[str, Any]:
     logger.info("Measured %s with %d Genesys requests", format_time(request.checked_at),
                 services.client.request_count - requests_before)
     if roster != cached:
+        if not learned and services.state is not None:
+            # The org id is read again with every new roster: it confirms the client's pointer
+            # and moves rows written under the client key meanwhile. The org is known already,
+            # so a failed read is not worth failing the check for.
+            try:
+                _learn_organization(services, request)
+            except GenesysError as err:
+                logger.warning("The organization was not read again with the roster: %s", err)
         services.roster = roster
         if not request.dry_run and services.state is not None:
             services.state.roster.save(roster.to_dict(), request.checked_at)
@@ -379,7 +416,7 @@ def record_metrics(services: Services, report: dict[str, Any]) -> dict[str, Any]
     """One point per metric for this check (README "Metrics"); nothing without a connection."""
     settings = services.settings
     metrics.record_check(
-        report, org=settings.org_name or settings.org_key, capacity=settings.license_capacity,
+        report, org=settings.org_name or settings.client_key, capacity=settings.license_capacity,
         connection_string=settings.appinsights_connection_string,
         authentication_string=settings.appinsights_authentication_string)
     return {"metrics": settings.appinsights_connection_string is not None}

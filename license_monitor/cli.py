@@ -118,7 +118,7 @@ def run_check(
     try:
         result = ReplayHost(app, clock=clock).run(
             "license_check", {"dry_run": dry_run, "trigger": "cli"},
-            instance_id=singleton_id(settings.org_key))
+            instance_id=singleton_id(settings.client_key))
     finally:
         runtime.install(None)
     if result.runtime_status != "Completed" or not isinstance(result.output, dict):

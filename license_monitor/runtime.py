@@ -19,6 +19,7 @@ from azure.core.credentials import TokenCredential
 
 from license_monitor.genesys import auth
 from license_monitor.genesys.client import GenesysClient
+from license_monitor.genesys.models import Organization
 from license_monitor.roster import Roster
 from license_monitor.settings import ConfigError, Settings
 from license_monitor.state import StateStore
@@ -45,6 +46,8 @@ class Services:
     http: requests.Session
     # The roster this process measured with last: what a dry run without storage reuses.
     roster: Roster | None = None
+    # The org this client belongs to, read with the roster; state is keyed by its id.
+    organization: Organization | None = None
     # How retries wait (Genesys requests, alert deliveries); tests pass one that records.
     sleep: Callable[[float], None] = time.sleep
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -91,18 +94,21 @@ def storage_credential(settings: Settings) -> TokenCredential:
 
 
 def state_store(settings: Settings) -> StateStore:
-    """Table Storage by connection string, or by account URL and managed identity."""
+    """Table Storage by connection string, or by account URL and managed identity.
+
+    Keyed through this client's pointer: the state is the org's once its id is known.
+    """
     if settings.state_account_url:
         return StateStore.from_account_url(
             settings.state_account_url, storage_credential(settings), settings.state_table,
-            settings.org_key)
+            settings.client_key, by_client=True)
     if not settings.state_connection:
         raise ConfigError([
             "STATE_CONNECTION is missing: set it (or AzureWebJobsStorage) to a Table Storage "
             "connection string, or set STATE_ACCOUNT_URL (a dry run works without).",
         ])
     return StateStore.from_connection_string(
-        settings.state_connection, settings.state_table, settings.org_key)
+        settings.state_connection, settings.state_table, settings.client_key, by_client=True)
 
 
 _lock = threading.Lock()

@@ -181,8 +181,9 @@ class Settings:
         return f"Settings({', '.join(parts)})"
 
     @property
-    def org_key(self) -> str:
-        """A stable key for this org's state and singleton instance id (no secret in it)."""
+    def client_key(self) -> str:
+        """Region + OAuth client id as a key (no secret in it): the singleton instance id, and
+        where the state lives until the organization id is known (see state/organization.py)."""
         label = re.sub(r"[^A-Za-z0-9]+", "-", f"{self.region}-{self.client_id}").strip("-")
         return label.lower()[:80]
 

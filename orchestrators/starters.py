@@ -61,14 +61,19 @@ TERMINATION_WAIT_SECONDS = 10.0
 TERMINATION_POLL_SECONDS = 0.25
 
 
-def singleton_id(org_key: str) -> str:
-    """The fixed instance id of the scheduled/manual check of one org."""
-    return f"license-check-{org_key}"
+# The instance ids are per region + OAuth client, not per organization: a starter runs before
+# any Genesys call, so it cannot know the org id without a table read on every timer tick, and
+# the ids of the status route stay as they were. Two clients of one org running at once (an
+# overlap during a rotation) are safe all the same: their state is the org's, and every state
+# write is conditional on the ETag read.
+def singleton_id(client_key: str) -> str:
+    """The fixed instance id of the scheduled/manual check of one OAuth client."""
+    return f"license-check-{client_key}"
 
 
-def dry_run_id(org_key: str) -> str:
-    """The fixed instance id of one org's dry run: at most one at a time, like the real check."""
-    return f"license-check-dry-run-{org_key}"
+def dry_run_id(client_key: str) -> str:
+    """The fixed instance id of one client's dry run: at most one at a time, like the real check."""
+    return f"license-check-dry-run-{client_key}"
 
 
 def _is_busy(status: df.DurableOrchestrationStatus | None) -> bool:
@@ -143,7 +148,7 @@ async def scheduled_check(timer: func.TimerRequest, client: df.DurableOrchestrat
     settings = runtime.settings()
     if timer.past_due:
         logger.warning("The scheduled license check is running late")
-    await start_singleton(client, singleton_id(settings.org_key), "timer")
+    await start_singleton(client, singleton_id(settings.client_key), "timer")
 
 
 def _json(body: Any, status_code: int, headers: dict[str, str] | None = None) -> func.HttpResponse:
@@ -195,7 +200,7 @@ async def manual_check(
     # A dry run writes no state, so it never races a real check; but it costs Genesys requests
     # like one, so it is a singleton of its own with the same busy rule.
     make_id = dry_run_id if dry_run else singleton_id
-    instance_id = make_id(settings.org_key)
+    instance_id = make_id(settings.client_key)
     await start_singleton(client, instance_id, "http", dry_run=dry_run)
     deadline = time.monotonic() + settings.manual_check_wait_seconds
     while True:
@@ -221,7 +226,7 @@ async def check_status(
         return _settings_error(err)
     instance_id = req.route_params.get("instance_id", "")
     # Only this org's two checks: the route is no window onto other instances of the hub.
-    ours = (singleton_id(settings.org_key), dry_run_id(settings.org_key))
+    ours = (singleton_id(settings.client_key), dry_run_id(settings.client_key))
     status = await client.get_status(instance_id) if instance_id in ours else None
     if not status or status.runtime_status is None:
         return _json({"error": f"no license check {instance_id!r}"}, 404)

@@ -698,6 +698,25 @@ def role_users(org: SimOrg, request: ApiRequest) -> Payload:
     return listing(request, _members(org, "role_ids", role_id), _user_entity, MAX_LIST_PAGE_SIZE)
 
 
+def organization_me(org: SimOrg, request: ApiRequest) -> Payload:
+    """GET /api/v2/organizations/me: the organization of the caller (the OAuth client's org)."""
+    short_name = re.sub(r"[^a-z0-9]+", "", org.name.lower()) or "org"
+    return {
+        "id": org.id,
+        "name": org.name,
+        "defaultLanguage": "en",
+        "defaultCountryCode": "US",
+        "thirdPartyOrgName": short_name,
+        "domain": short_name,
+        "version": 1,
+        "state": "active",
+        "voicemailEnabled": True,
+        "productPlatform": "PureCloud",
+        "features": {"purecloud": True, "contactCenter": True},
+        "selfUri": f"/api/v2/organizations/{org.id}",
+    }
+
+
 def _endpoint(method: str, pattern: str, permission: str, handler: Handler) -> Endpoint:
     return Endpoint(method, re.compile(pattern), permission, handler)
 
@@ -714,6 +733,8 @@ ENDPOINTS = (
     # The platform documents no permission for reading one user's presence.
     _endpoint("GET", r"/api/v2/users/" + _ID.format("user_id") + "/presences/purecloud",
               "", user_presence),
+    # The platform documents no permission for reading one's own organization.
+    _endpoint("GET", r"/api/v2/organizations/me", "", organization_me),
     _endpoint("GET", r"/api/v2/license/users", "authorization:license:view", license_users),
     _endpoint("GET", r"/api/v2/routing/queues", "routing:queue:view", routing_queues),
     _endpoint("GET", r"/api/v2/routing/queues/" + _ID.format("queue_id") + "/members",

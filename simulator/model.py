@@ -32,6 +32,9 @@ USERS_API_SPELLING = {
 }
 SYSTEM_PRESENCES = tuple(USERS_API_SPELLING)
 
+# The organization id of a SimOrg built without one: fixed, so scenarios and tests agree.
+DEFAULT_ORG_ID = "5a7c2e1d-8f3b-4c6a-9e0d-1b2c3d4e5f60"
+
 # Presence definition ids seen in every org for these three; the others are derived stably.
 _WELL_KNOWN_PRESENCE_IDS = {
     "AVAILABLE": "6a3af858-942f-489d-9700-5f9bcdcdae9b",
@@ -110,6 +113,9 @@ class SimOrg:
     groups: list[SimGroup] = field(default_factory=list)
     roles: list[SimRole] = field(default_factory=list)
     now: datetime = field(default_factory=_utc_now)
+    # GET /api/v2/organizations/me: what the monitor keys its state by.
+    id: str = DEFAULT_ORG_ID
+    name: str = "Simulated Org"
     _index: dict[str, SimUser] = field(default_factory=dict, init=False, repr=False, compare=False)
     _latest_query: tuple[Any, Any] | None = field(
         default=None, init=False, repr=False, compare=False)
@@ -210,6 +216,8 @@ class SimOrg:
     def to_json(self) -> dict[str, Any]:
         """Return the org as a JSON-compatible dict (the scenario file format)."""
         return {
+            "id": self.id,
+            "name": self.name,
             "now": format_timestamp(self.now),
             "queues": [{"id": q.id, "name": q.name} for q in self.queues],
             "groups": [{"id": g.id, "name": g.name} for g in self.groups],
@@ -260,6 +268,8 @@ class SimOrg:
                 groups=[SimGroup(str(g["id"]), str(g["name"])) for g in data.get("groups", [])],
                 roles=[SimRole(str(r["id"]), str(r["name"])) for r in data.get("roles", [])],
                 now=parse_timestamp(str(data["now"])),
+                id=str(data.get("id", DEFAULT_ORG_ID)),
+                name=str(data.get("name", "Simulated Org")),
             )
         except (KeyError, TypeError, IndexError) as err:
             raise ValueError(f"not a simulator scenario: {err!r}") from err

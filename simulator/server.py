@@ -149,6 +149,8 @@ class GenesysSimulator:
         self._sleep = sleep
         self._state = threading.Lock()  # guards tokens, faults, windows, records
         self._forbidden: dict[str, str] = dict(forbidden or {})
+        # More OAuth clients of the same org (a rotation keeps the old one valid for a while).
+        self._other_clients: dict[str, str] = {}
         self._faults: list[Fault] = []
         self._tokens: dict[str, float] = {}  # token -> expiry on the clock
         self._windows: dict[str, deque[float]] = {}
@@ -236,6 +238,27 @@ class GenesysSimulator:
         """Drop every pending fault."""
         with self._state:
             self._faults.clear()
+
+    def add_client(self, client_id: str, client_secret: str) -> None:
+        """Accept another OAuth client of this org, beside `client_id` (as after a rotation)."""
+        with self._state:
+            self._other_clients[client_id] = client_secret
+
+    def remove_client(self, client_id: str) -> None:
+        """Stop accepting a client added with add_client (its tokens stay valid until expiry)."""
+        with self._state:
+            self._other_clients.pop(client_id, None)
+
+    def _known_client(self, client_id: str, client_secret: str) -> bool:
+        with self._state:
+            clients = {**self._other_clients, self.client_id: self.client_secret}
+        # Every comparison is made, so the answer's timing does not tell which part was wrong.
+        matches = [
+            hmac.compare_digest(client_id.encode(), known_id.encode())
+            & hmac.compare_digest(client_secret.encode(), known_secret.encode())
+            for known_id, known_secret in clients.items()
+        ]
+        return any(matches)
 
     def forbid(self, path_prefix: str, permission: str) -> None:
         """Answer 403 (naming `permission`) to every request under `path_prefix` from now on."""
@@ -366,10 +389,7 @@ class GenesysSimulator:
             return self._error(404, "not.found", f"{method} {TOKEN_PATH} is not supported",
                                correlation_id)
         client_id, client_secret = _basic_credentials(headers.get("authorization", ""))
-        if not (
-            hmac.compare_digest(client_id.encode(), self.client_id.encode())
-            and hmac.compare_digest(client_secret.encode(), self.client_secret.encode())
-        ):
+        if not self._known_client(client_id, client_secret):
             description = "client not found or secret mismatch"
             return _json_reply(401, {"error": "invalid_client", "description": description,
                                      "error_description": description})

@@ -33,6 +33,7 @@ from license_monitor.genesys.errors import (
 )
 from license_monitor.genesys.models import (
     NamedEntity,
+    Organization,
     PresenceSegment,
     User,
     UserLicenses,
@@ -361,6 +362,14 @@ class GenesysClient:
     def ensure_token(self) -> None:
         """Obtain (or reuse) the access token now, so bad credentials fail fast with AuthError."""
         self._token()
+
+    def organization(self) -> Organization:
+        """The organization this OAuth client belongs to (GET /api/v2/organizations/me).
+
+        The platform asks for no permission here: any client of the org may read it.
+        """
+        path = "/api/v2/organizations/me"
+        return self._parse(self._call("GET", path), payloads.parse_organization, f"GET {path}")
 
     def users_logged_in(self, start: datetime, end: datetime) -> frozenset[str]:
         """Users with any non-OFFLINE time in [start, end]: one org-wide aggregates query.

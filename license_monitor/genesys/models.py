@@ -74,3 +74,12 @@ class NamedEntity:
     id: str
     name: str
     member_count: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Organization:
+    """GET /api/v2/organizations/me: the org the OAuth client belongs to (id is what state is
+    keyed by; the name is only shown)."""
+
+    id: str
+    name: str

@@ -14,6 +14,7 @@ from typing import Any
 
 from license_monitor.genesys.models import (
     NamedEntity,
+    Organization,
     PresenceSegment,
     User,
     UserLicenses,
@@ -316,3 +317,11 @@ def parse_user_licenses(entity: dict[str, Any]) -> UserLicenses:
     if not all(isinstance(license_id, str) for license_id in licenses):
         raise PayloadError("licenses holds a value that is not a string")
     return UserLicenses(user_id=parse_entity_id(entity), licenses=tuple(licenses))
+
+
+def parse_organization(body: Any) -> Organization:
+    """GET /api/v2/organizations/me -> Organization (id required, name shown when present)."""
+    organization = _object(body, "organization")
+    name = organization.get("name")
+    return Organization(id=_text(organization, "id", "organization"),
+                        name=name if isinstance(name, str) else "")

@@ -2,7 +2,8 @@
 
 `StateStore` only builds the shared `StateTable` and hands it to each concern:
 `alerts` (alert state + notification outbox), `roster` (roster cache), `samples` (one usage
-sample per check), `billing` (billing minutes + period histogram) and `retention`.
+sample per check), `billing` (billing minutes + period histogram), `retention`, and
+`organization` (which org key a client's state is under, and moving it there).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 from license_monitor.state.alerts import AlertStateUnreadable, AlertStore, Evaluation
 from license_monitor.state.billing import BillingLedger, BillingSummary
+from license_monitor.state.organization import OrganizationKey
 from license_monitor.state.retention import Retention
 from license_monitor.state.rosters import RosterCache
 from license_monitor.state.samples import SampleLog
@@ -22,6 +24,7 @@ __all__ = [
     "BillingLedger",
     "BillingSummary",
     "Evaluation",
+    "OrganizationKey",
     "Retention",
     "RosterCache",
     "SampleLog",
@@ -41,19 +44,28 @@ class StateStore:
         self.samples = SampleLog(table)
         self.billing = BillingLedger(table)
         self.retention = Retention(table)
+        self.organization = OrganizationKey(table)
 
     @classmethod
     def from_connection_string(
-        cls, connection_string: str, table_name: str, org_key: str, *, retry_total: int = 3
+        cls, connection_string: str, table_name: str, org_key: str, *, retry_total: int = 3,
+        by_client: bool = False,
     ) -> StateStore:
-        """A store from a storage connection string (Azurite locally, a key or SAS in Azure)."""
+        """A store from a storage connection string (Azurite locally, a key or SAS in Azure).
+
+        With `by_client`, `org_key` is the client key and the org's key is found through the
+        client's pointer (state/table.py).
+        """
         return cls(StateTable.from_connection_string(
-            connection_string, table_name, org_key, retry_total=retry_total))
+            connection_string, table_name, org_key, retry_total=retry_total,
+            by_client=by_client))
 
     @classmethod
     def from_account_url(
         cls, url: str, credential: Any, table_name: str, org_key: str, *, retry_total: int = 3,
+        by_client: bool = False,
     ) -> StateStore:
         """A store from a table endpoint and a credential (managed identity in Azure)."""
         return cls(StateTable.from_account_url(
-            url, credential, table_name, org_key, retry_total=retry_total))
+            url, credential, table_name, org_key, retry_total=retry_total,
+            by_client=by_client))

@@ -246,3 +246,25 @@ class BillingLedger:
             if table.commit_batch(operations, "saving billing minutes"):
                 return updated
         raise table.kept_changing("the billing minutes")
+
+    def records(self, period_start: date) -> dict[datetime, MinuteRecord]:
+        """Every recorded minute of the period with its measurement (to move it to another key)."""
+        with self._table.translate("reading billing minutes"):
+            rows = self._table.client.query_entities(
+                "PartitionKey eq @pk and RowKey ne @histogram",
+                parameters={"pk": self._partition(period_start), "histogram": HISTOGRAM_ROW})
+            return {parse_minute_key(str(row["RowKey"])): _record_of(row) for row in rows}
+
+    def merge_records(
+        self, period_start: date, records: Mapping[datetime, MinuteRecord]
+    ) -> BillingSummary:
+        """Merge minutes recorded under another key: the newest measurement of a minute wins,
+        so merging the same minutes twice changes nothing."""
+        partition = self._partition(period_start)
+        histogram, _ = self._read_histogram(partition)
+        ordered = sorted(records)
+        for start in range(0, len(ordered), MAX_BATCH_ROWS):
+            histogram = self._record_batch(
+                partition, {minute: records[minute]
+                            for minute in ordered[start : start + MAX_BATCH_ROWS]})
+        return BillingSummary(period_start, histogram)

@@ -1,6 +1,6 @@
 """The one Table Storage client every state module shares, and its one error translation.
 
-Layout of one org's rows (org key K), by the module that owns them:
+Layout of one org's rows (org key K: the Genesys organization id), by the module that owns them:
 
 | PartitionKey       | RowKey               | module   | what                                   |
 |--------------------|----------------------|----------|----------------------------------------|
@@ -9,6 +9,13 @@ Layout of one org's rows (org key K), by the module that owns them:
 | K|samples          | 2026-11-26T12:00:00Z | samples  | one usage sample per check             |
 | K|minutes|<period> | 2026-11-26T12:00Z    | billing  | max concurrency of that minute         |
 | K|minutes|<period> | histogram            | billing  | level -> minutes of the period         |
+| C                  | organization         | organization | pointer: client C's org id (K)     |
+
+C is the region + OAuth client key (Settings.client_key). State is kept under K so that a new
+OAuth client of the same org finds it; until a client's org id is known (its first check, or
+every check failing before Genesys answered), its rows live under C, and they are moved to K
+when the org id is learned (state/organization.py), as are rows written under C by versions
+that keyed state by client.
 
 Every read-modify-write is conditional on the ETag read, so racing checks (timer + manual)
 cannot both claim a notification nor count a minute twice.
@@ -16,6 +23,7 @@ cannot both claim a notification nor count a minute twice.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import zlib
@@ -31,6 +39,7 @@ from azure.core.exceptions import (
     ClientAuthenticationError,
     HttpResponseError,
     ResourceExistsError,
+    ResourceNotFoundError,
     ServiceRequestError,
     ServiceResponseError,
 )
@@ -46,6 +55,7 @@ CHUNK_BYTES = 60_000
 WRITE_ATTEMPTS = 25  # ten racing evaluations: the last one loses nine times at most
 
 _FORBIDDEN_KEY_CHARS = set("/\\#?|")
+POINTER_ROW = "organization"  # under a client key: which org's key that client's state is under
 
 
 class StorageUnavailable(Exception):  # noqa: N818 - the name other modules already use
@@ -131,17 +141,30 @@ def _client_options(retry_total: int) -> dict[str, Any]:
     return {"retry_total": retry_total, "connection_timeout": 5, "read_timeout": 20}
 
 
-class StateTable:
-    """One org's rows in one table: the client, the org key and the error translation."""
+def check_key(key: str) -> str:
+    """`key` if it can prefix partition keys (ValueError otherwise)."""
+    if not key or _FORBIDDEN_KEY_CHARS & set(key) or not key.isprintable():
+        raise ValueError(
+            f"the org key must be non-empty printable text without / \\ # ? or |: {key!r}"
+        )
+    return key
 
-    def __init__(self, client: TableClient, org_key: str) -> None:
-        if not org_key or _FORBIDDEN_KEY_CHARS & set(org_key) or not org_key.isprintable():
-            raise ValueError(
-                "the org key must be non-empty printable text without / \\ # ? or |: "
-                f"{org_key!r}"
-            )
+
+class StateTable:
+    """One org's rows in one table: the client, the org key and the error translation.
+
+    With `by_client`, `org_key` is the region + OAuth client key: the org's key is read from
+    that client's pointer row (state/organization.py) on first use, and the client key itself
+    is used only while no pointer exists. A pointer found is remembered for the process; a
+    missing one is looked up again on every use, so a worker never keeps writing under the
+    client key after another worker has learned the org id.
+    """
+
+    def __init__(self, client: TableClient, org_key: str, *, by_client: bool = False) -> None:
         self.client = client
-        self.org = org_key
+        self.client_key: str | None = check_key(org_key) if by_client else None
+        self._key = check_key(org_key)
+        self._org: str | None = None if by_client else org_key
         parts = urlsplit(client.url)
         self.where = parts.hostname or "the configured endpoint"
         if parts.port:
@@ -149,9 +172,43 @@ class StateTable:
         with self.translate("creating the table"), suppress(ResourceExistsError):
             client.create_table()
 
+    @property
+    def org(self) -> str:
+        """The partition key prefix of this org's rows: its org key once known."""
+        if self._org is None:
+            self._org = self._pointed_org()
+        return self._org or self._key
+
+    @property
+    def org_known(self) -> bool:
+        """True when the rows are under the org's key (always, without `by_client`)."""
+        return self.org != self.client_key
+
+    def locate(self, org_key: str) -> None:
+        """Use `org_key` from now on (the org id was just learned, its pointer written)."""
+        self._org = check_key(org_key)
+
+    def view(self, key: str) -> StateTable:
+        """The same table and client with a fixed key (another key's rows, e.g. to move them)."""
+        other = copy.copy(self)
+        other.client_key = None
+        other._key = other._org = check_key(key)
+        return other
+
+    def _pointed_org(self) -> str | None:
+        if self.client_key is None:
+            return None
+        with self.translate("reading the organization pointer"):
+            try:
+                pointer = self.client.get_entity(self.client_key, POINTER_ROW)
+            except ResourceNotFoundError:
+                return None
+        return check_key(str(pointer["org_key"]))
+
     @classmethod
     def from_connection_string(
-        cls, connection_string: str, table_name: str, org_key: str, *, retry_total: int = 3
+        cls, connection_string: str, table_name: str, org_key: str, *, retry_total: int = 3,
+        by_client: bool = False,
     ) -> StateTable:
         """A table from a storage connection string (Azurite locally, a key or SAS in Azure)."""
         try:
@@ -164,11 +221,12 @@ class StateTable:
                 "the Table Storage connection string is not valid "
                 "(expected AccountName=...;AccountKey=...;TableEndpoint=... or similar)"
             ) from None
-        return cls(client, org_key)
+        return cls(client, org_key, by_client=by_client)
 
     @classmethod
     def from_account_url(
         cls, url: str, credential: Any, table_name: str, org_key: str, *, retry_total: int = 3,
+        by_client: bool = False,
     ) -> StateTable:
         """A table from an endpoint and a credential (managed identity in Azure)."""
         try:
@@ -180,7 +238,7 @@ class StateTable:
             raise StorageUnavailable(
                 f"the Table Storage account URL for {urlsplit(url).hostname} is not valid"
             ) from None
-        return cls(client, org_key)
+        return cls(client, org_key, by_client=by_client)
 
     def partition(self, *parts: str) -> str:
         """The partition key of one kind of row: 'K', 'K|samples', 'K|minutes|2026-11-01'."""

@@ -74,11 +74,11 @@ def test_timer_starts_one_check_and_skips_while_it_runs(
     run_async(starter("scheduled_check")(timer=timer, client=extension.binding()))
     with caplog.at_level(logging.INFO, logger="orchestrators.starters"):
         run_async(starter("scheduled_check")(timer=timer, client=extension.binding()))
-    assert extension.start_requests == [singleton_id(w.settings.org_key)]
+    assert extension.start_requests == [singleton_id(w.settings.client_key)]
     assert "already running" in caplog.text
     extension.release.set()
     extension.wait_all()
-    instance = extension.instances[singleton_id(w.settings.org_key)]
+    instance = extension.instances[singleton_id(w.settings.client_key)]
     assert instance.runtime_status == "Completed"
     assert instance.output["level"] == "ok"
     assert instance.custom_status["concurrent"] == 60
@@ -129,7 +129,7 @@ def test_manual_dry_run_measures_without_notifying_or_writing(
     assert w.services.state is not None
     assert w.services.state.alerts.load_state().level == "ok"
     # A dry run has its own singleton: it never blocks or is blocked by the real check.
-    assert extension.start_requests == [dry_run_id(w.settings.org_key)]
+    assert extension.start_requests == [dry_run_id(w.settings.client_key)]
 
 
 def test_a_second_dry_run_waits_for_the_first_instead_of_starting_another(
@@ -145,11 +145,11 @@ def test_a_second_dry_run_waits_for_the_first_instead_of_starting_another(
     with caplog.at_level(logging.INFO, logger="orchestrators.starters"):
         second = run_async(starter("manual_check")(req=dry, client=extension.binding()))
     assert (first.status_code, second.status_code) == (202, 202)
-    assert extension.start_requests == [dry_run_id(w.settings.org_key)]
+    assert extension.start_requests == [dry_run_id(w.settings.client_key)]
     assert "already running" in caplog.text
     # The real check is not blocked by the dry run.
     run_async(starter("scheduled_check")(timer=TimerRequest(), client=extension.binding()))
-    assert extension.start_requests[-1] == singleton_id(w.settings.org_key)
+    assert extension.start_requests[-1] == singleton_id(w.settings.client_key)
     extension.release.set()
     extension.wait_all()
 
@@ -163,7 +163,7 @@ def test_manual_check_answers_202_with_our_status_route_and_no_key_when_slow(
     extension.release.clear()
     response = run_async(starter("manual_check")(req=post(), client=extension.binding()))
     assert response.status_code == 202
-    instance_id = singleton_id(w.settings.org_key)
+    instance_id = singleton_id(w.settings.client_key)
     answer = response.get_body().decode() + json.dumps(dict(response.headers))
     # Neither the Durable system key nor the caller's function key, nor any extension URL.
     for secret in ("code=", CODE, FUNCTION_KEY, "runtime/webhooks", str(extension.port)):
@@ -196,7 +196,7 @@ def test_the_status_route_answers_only_this_orgs_checks(
     extension = durable_extension(app, w.host())
     extension.seed("someone-elses-instance", runtime_status="Completed")
     assert get_status(extension, "someone-elses-instance").status_code == 404
-    assert get_status(extension, singleton_id(w.settings.org_key)).status_code == 404
+    assert get_status(extension, singleton_id(w.settings.client_key)).status_code == 404
 
 
 def test_a_stuck_check_is_terminated_and_a_new_one_starts(
@@ -206,7 +206,7 @@ def test_a_stuck_check_is_terminated_and_a_new_one_starts(
     w = world()
     w.at_level(40)
     extension = durable_extension(app, w.host())
-    instance_id = singleton_id(w.settings.org_key)
+    instance_id = singleton_id(w.settings.client_key)
     extension.seed(instance_id, created=datetime.now(UTC) - STUCK_AFTER - timedelta(minutes=5))
     with caplog.at_level(logging.INFO, logger="orchestrators.starters"):
         run_async(starter("scheduled_check")(timer=TimerRequest(), client=extension.binding()))
@@ -245,7 +245,7 @@ def test_a_young_busy_check_is_left_alone(
 ) -> None:
     w = world()
     extension = durable_extension(app, w.host())
-    instance_id = singleton_id(w.settings.org_key)
+    instance_id = singleton_id(w.settings.client_key)
     extension.seed(instance_id, created=datetime.now(UTC) - STUCK_AFTER + timedelta(minutes=2))
     run_async(starter("scheduled_check")(timer=TimerRequest(), client=extension.binding()))
     assert extension.terminations == []
@@ -260,7 +260,7 @@ def test_a_stuck_check_the_hub_has_not_terminated_yet_is_retried_next_tick(
     extension = durable_extension(app, w.host())
     extension.termination_delay = None  # the hub does not process the terminate request
     monkeypatch.setattr(starters, "TERMINATION_WAIT_SECONDS", 0.5)
-    instance_id = singleton_id(w.settings.org_key)
+    instance_id = singleton_id(w.settings.client_key)
     extension.seed(instance_id, created=datetime.now(UTC) - 3 * STUCK_AFTER)
     with caplog.at_level(logging.WARNING, logger="orchestrators.starters"):
         run_async(starter("scheduled_check")(timer=TimerRequest(), client=extension.binding()))
@@ -321,7 +321,7 @@ def test_purge_removes_finished_history_and_old_usage_rows(
     assert extension.purges[0]["runtimeStatus"] == ["Completed,Failed,Terminated"]
     assert "createdTimeTo" in extension.purges[0]
     # Only history older than HISTORY_RETENTION_DAYS goes; today's check stays.
-    assert list(extension.instances) == [singleton_id(w.settings.org_key)]
+    assert list(extension.instances) == [singleton_id(w.settings.client_key)]
     assert stored_samples(w.services.state, old - timedelta(days=1), old + timedelta(days=1)) == []
 
 

@@ -416,8 +416,8 @@ def test_a_storage_outage_is_alerted_once_storage_is_back(
     w = world()
     # No SDK retries: the Durable activity retry is the only retry layer (and none waits).
     w.services.state = StateStore.from_connection_string(
-        connection_string(storage_proxy.port), w.settings.state_table, w.settings.org_key,
-        retry_total=0)
+        connection_string(storage_proxy.port), w.settings.state_table, w.settings.client_key,
+        retry_total=0, by_client=True)
     w.at_level(92)
     assert w.check()["events"] == ["breach"]
 

@@ -5,7 +5,8 @@ license), U active users, L license holders, Q queues, m(q) the members of queue
 
     warm check = 1 aggregates query + ceil(H / 100) details pages + 1 page past them
     roster     = ceil(U / 500) + ceil(L / 500) + ceil(Q / 500) + sum of ceil(m(q) / 100), m(q) > 0
-    cold check = 1 token + roster + warm check
+    cold check = 1 token + 1 organization + roster + warm check
+    expired roster = 1 organization + roster + warm check (the org id is read with each roster)
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ QUEUES = "GET /api/v2/routing/queues"
 MEMBERS = "GET /api/v2/routing/queues/{id}/members"
 AGGREGATES = "POST /api/v2/analytics/users/aggregates/query"
 DETAILS = "POST /api/v2/analytics/users/details/query"
+ORGANIZATION = "GET /api/v2/organizations/me"
 
 
 def org_of_1000() -> SimOrg:
@@ -100,7 +102,7 @@ class Monitor:
         self.simulator.clear_requests()
         result = ReplayHost(app, clock=lambda: at).run(
             "license_check", {"dry_run": False, "trigger": "test"},
-            instance_id=singleton_id(self.settings.org_key))
+            instance_id=singleton_id(self.settings.client_key))
         assert result.runtime_status == "Completed", result.error
         assert result.output["level"] == "ok", result.output
         return calls_by_endpoint(self.simulator)
@@ -143,11 +145,11 @@ def test_cold_check_costs_the_token_the_roster_and_the_measurement_once(
     org = org_of_1000()
     calls = monitor(org).check(COLD_AT)
 
-    assert calls == {TOKEN: 1, USERS: 2, LICENSES: 2, QUEUES: 1, MEMBERS: 20,
+    assert calls == {TOKEN: 1, ORGANIZATION: 1, USERS: 2, LICENSES: 2, QUEUES: 1, MEMBERS: 20,
                      AGGREGATES: 1, DETAILS: 5}
-    assert calls.total() == 32
-    assert calls == Counter({TOKEN: 1}) + expected_roster_calls(org) + expected_warm_calls(
-        org, COLD_AT)
+    assert calls.total() == 33
+    assert calls == Counter({TOKEN: 1, ORGANIZATION: 1}) + expected_roster_calls(
+        org) + expected_warm_calls(org, COLD_AT)
 
 
 def test_warm_check_costs_one_aggregates_query_and_the_details_pages(
@@ -174,7 +176,8 @@ def test_a_check_after_the_roster_expires_reads_the_roster_again_but_not_the_tok
 
     calls = checks.check(COLD_AT)
 
-    assert calls == expected_roster_calls(org) + expected_warm_calls(org, COLD_AT)
+    assert calls == Counter({ORGANIZATION: 1}) + expected_roster_calls(
+        org) + expected_warm_calls(org, COLD_AT)
     assert TOKEN not in calls
 
 

@@ -125,7 +125,8 @@ def test_missing_license_data_exits_unknown_and_the_open_breach_stays_open(
     assert report["events"] == []
     assert "concurrent" not in report  # never a pool of zero
     state = StateStore.from_connection_string(
-        azurite.connection_string, table_name, Settings.from_env(env).org_key).alerts.load_state()
+        azurite.connection_string, table_name, Settings.from_env(env).client_key,
+        by_client=True).alerts.load_state()
     assert (state.level, state.consecutive_failures) == ("warning", 1)
     assert state.episode_id is not None
 

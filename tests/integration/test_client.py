@@ -993,3 +993,28 @@ def test_a_wildly_wrong_total_hits_does_not_queue_its_pages(sim_now: datetime) -
         pages = [r for r in server.requests if r[1] == DETAILS_PATH]
     assert [s.user_id for s in segments] == ["u1"]
     assert len(pages) <= 1 + 2 * 4 + 4  # page 1, the window, and what was in flight
+
+
+# --- organization -----------------------------------------------------------------------------
+
+
+def test_organization_is_the_id_and_name_the_platform_answers(
+    simulator: SimulatorFactory, small_org: SimOrg
+) -> None:
+    small_org.id = "9b1d3c5e-7f90-4a2b-8c4d-6e8f0a1b2c3d"
+    small_org.name = "Contoso Contact Center"
+    sim = simulator(small_org)
+    organization = client_for(sim).organization()
+    assert organization.id == "9b1d3c5e-7f90-4a2b-8c4d-6e8f0a1b2c3d"
+    assert organization.name == "Contoso Contact Center"
+    assert sim.count("/api/v2/organizations/me") == 1
+
+
+def test_organization_without_an_id_is_an_unexpected_response(
+    simulator: SimulatorFactory, small_org: SimOrg
+) -> None:
+    small_org.id = ""
+    sim = simulator(small_org)
+    with pytest.raises(UnexpectedResponse, match="organization has no 'id'") as caught:
+        client_for(sim).organization()
+    assert caught.value.correlation_id

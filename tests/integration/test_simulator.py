@@ -121,6 +121,41 @@ def test_token_is_refused_for_a_wrong_secret_and_after_rotation(api: Api) -> Non
     assert api.sim.tokens_issued == 2
 
 
+def test_a_second_client_of_the_org_gets_tokens_until_it_is_removed(api: Api) -> None:
+    api.sim.add_client("rotated-client-id", "rotated-client-secret")
+    assert api.fetch_token("rotated-client-id", "rotated-client-secret").status_code == 200
+    assert api.fetch_token("rotated-client-id", "sim-client-secret").status_code == 401
+    assert api.fetch_token().status_code == 200  # the first client still works
+    api.sim.remove_client("rotated-client-id")
+    refused = api.fetch_token("rotated-client-id", "rotated-client-secret")
+    assert refused.status_code == 401
+    assert refused.json()["error"] == "invalid_client"
+
+
+def test_organization_me_answers_the_org_with_the_platform_field_names(api: Api) -> None:
+    response = api.get("/api/v2/organizations/me")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["id"] == api.sim.org.id
+    assert body["name"] == api.sim.org.name
+    assert body["selfUri"] == f"/api/v2/organizations/{api.sim.org.id}"
+    assert {"defaultLanguage", "thirdPartyOrgName", "state", "version"} <= set(body)
+
+
+def test_organization_me_is_the_same_for_every_client_of_the_org(api: Api) -> None:
+    api.sim.add_client("rotated-client-id", "rotated-client-secret")
+    first = api.get("/api/v2/organizations/me").json()
+    api.token = api.fetch_token("rotated-client-id", "rotated-client-secret").json()["access_token"]
+    assert api.get("/api/v2/organizations/me").json() == first
+
+
+def test_organization_me_needs_a_token_but_no_permission(api: Api, http: requests.Session) -> None:
+    unauthenticated = http.get(f"{api.sim.api_url}/api/v2/organizations/me", timeout=5)
+    assert_error(unauthenticated, 401, "bad.credentials")
+    api.sim.forbid("/api/v2/users", "directory:user:view")
+    assert api.get("/api/v2/organizations/me").status_code == 200
+
+
 def test_token_request_with_another_grant_type_is_refused(api: Api) -> None:
     response = api.fetch_token(grant="password")
     assert response.status_code == 400
