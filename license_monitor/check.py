@@ -126,7 +126,15 @@ def measure_usage(services: Services, request: CheckRequest) -> dict[str, Any]:
                     len(roster.admins), roster.pool_source, len(roster.unresolved))
     measured = report.to_dict()
     if not request.dry_run and services.state is not None:
-        measured["backfilled_minutes"] = _backfill(services, request, roster, report.window_start)
+        try:
+            measured["backfilled_minutes"] = _backfill(
+                services, request, roster, report.window_start)
+        except (StorageUnavailable, GenesysError, ValueError) as err:
+            # The window is still measured and decided; the gap stays where it begins, so the
+            # next check tries again. The check JSON says so: never a silent gap.
+            logger.warning("Minutes before the window not measured: %s", err)
+            measured["backfilled_minutes"] = 0
+            measured["backfill_error"] = alerting.one_line(str(err))
     return measured
 
 
@@ -298,6 +306,8 @@ def _evaluate(
             "pool": usage.pool_source,
             "unclassified": usage.unclassified,
             "backfilled_minutes": int(measurement.get("backfilled_minutes", 0)),
+            **({"backfill_error": measurement["backfill_error"]}
+               if "backfill_error" in measurement else {}),
             "billing": billed,
         })
 

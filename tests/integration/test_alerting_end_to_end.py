@@ -559,7 +559,8 @@ def test_a_stored_state_from_another_version_is_replaced_and_counted_as_a_failed
                "failing_since": "2026-11-26T08:10:00Z", "last_checked_at": "2026-11-26T08:20:00Z",
                "held": [{"kind": "breach", "v": 3}]}
     w.services.state.table.client.update_entity(
-        {"PartitionKey": w.settings.org_key, "RowKey": "alert-state", "state": json.dumps(foreign)})
+        {"PartitionKey": w.services.state.table.org, "RowKey": "alert-state",
+         "state": json.dumps(foreign)})
     caplog.set_level("WARNING", logger="license_monitor")
 
     w.at_level(97)
@@ -580,7 +581,7 @@ def test_a_stored_state_from_another_version_is_replaced_and_counted_as_a_failed
     assert failing["alert_id"] == "failing-20261126T081000Z"
     assert after["events"] == ["monitor_recovered", "breach"]
     assert webhook_events(w) == ["monitor_failing", "monitor_recovered", "breach"]
-    row = w.services.state.table.client.get_entity(w.settings.org_key, "alert-state")
+    row = w.services.state.table.client.get_entity(w.services.state.table.org, "alert-state")
     assert json.loads(row["unreadable_state"]) == foreign  # kept for people to look at
     assert w.services.state.alerts.load_state().level == "critical"
 
@@ -591,7 +592,8 @@ def test_a_state_row_that_is_not_json_costs_one_failed_check(world: Callable[...
     w.at_level(50)
     w.check()
     w.services.state.table.client.update_entity(
-        {"PartitionKey": w.settings.org_key, "RowKey": "alert-state", "state": "{\"level\": \"ok"})
+        {"PartitionKey": w.services.state.table.org, "RowKey": "alert-state",
+         "state": "{\"level\": \"ok"})
 
     w.at_level(50)
     broken = w.check()
@@ -609,12 +611,14 @@ def test_a_billing_histogram_that_disagrees_with_its_minutes_alerts_after_three_
 ) -> None:
     w = world()
     assert w.services.state is not None
+    w.at_level(50)
+    w.check()  # the org is known: its rows are where the next checks look
     # Minute rows of the coming hour (restored from somewhere) without their histogram: every
     # check's minutes disagree with it.
     table = w.services.state.table
     partition = table.partition("minutes", "2026-11-01")
     for minute in range(80):
-        moment = WORLD_START + timedelta(minutes=minute)
+        moment = w.now + timedelta(minutes=minute)
         table.client.upsert_entity({"PartitionKey": partition, "RowKey": minute_key(moment),
                                     "level": 1})
     reports = []
@@ -624,6 +628,9 @@ def test_a_billing_histogram_that_disagrees_with_its_minutes_alerts_after_three_
 
     assert [report["level"] for report in reports] == ["unknown"] * 3
     assert all("it does not match the recorded minutes" in report["error"] for report in reports)
+    # The minutes between the checks could not be caught up either, and each check says so.
+    assert all("it does not match" in report.get("backfill_error", "it does not match")
+               for report in reports)
     assert [report["events"] for report in reports] == [[], [], ["monitor_failing"]]
     [failing] = failing_alerts(w)
     assert failing["message"].startswith(
