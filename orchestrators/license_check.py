@@ -85,7 +85,7 @@ def license_check(context: df.DurableOrchestrationContext) -> Generator[Any, Any
         deliveries: list[dict[str, Any]] = []
         if verdict["notifications"]:
             deliveries = yield context.task_all([
-                context.call_activity("notify", notification)
+                context.call_activity("notify", {**notification, "checked_at": check["checked_at"]})
                 for notification in verdict["notifications"]
             ])
         output = {**verdict["report"], "notifications": deliveries}
