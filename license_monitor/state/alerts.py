@@ -23,7 +23,9 @@ from azure.core.exceptions import (
 from azure.data.tables import UpdateMode
 
 from license_monitor.alerting import AlertState, CheckFailure, Decision, Policy, Usage, decide
+from license_monitor.deadline import RECORD_GRACE_SECONDS
 from license_monitor.notify import Notification
+from license_monitor.notify.http import LONGEST_DELIVERY_SECONDS
 from license_monitor.state.table import WRITE_ATTEMPTS, StateTable, dumps, pack, unpack
 from license_monitor.times import format_time, parse_time, utc
 
@@ -33,7 +35,9 @@ STATE_ROW = "alert-state"
 MAX_OUTBOX_ENTRIES = 300
 MAX_UNRECORDED = 100  # checks remembered while storage is down (a day at 15 minutes)
 
-DEFAULT_LEASE = timedelta(minutes=10)
+# A claim is re-sent once its lease has passed (its check crashed mid-delivery): as long as one
+# delivery can take, and the recording of its outcome after it (70 s).
+DEFAULT_LEASE = timedelta(seconds=LONGEST_DELIVERY_SECONDS + RECORD_GRACE_SECONDS)
 DEFAULT_GIVE_UP_AFTER = timedelta(hours=24)
 DEFAULT_KEEP_FINISHED = timedelta(days=7)
 
