@@ -15,7 +15,7 @@ import azure.durable_functions as df
 
 from license_monitor import check, runtime
 from license_monitor.deadline import applying
-from license_monitor.notify.http import LONGEST_DELIVERY_SECONDS
+from license_monitor.notify.http import LONGEST_DELIVERY_SECONDS, ONE_TRY_SECONDS
 from license_monitor.times import parse_time
 
 bp = df.Blueprint()
@@ -58,12 +58,14 @@ def evaluate(request: dict) -> dict:
 def notify(notification: dict) -> dict:
     """Deliver one claimed notification on its channel and record the outcome."""
     services = runtime.services()
-    # One delivery never takes longer than LONGEST_DELIVERY_SECONDS (a claim's lease follows
-    # from it); recording its outcome gets the grace past that.
+    # A claimed alert gets one try even past the deadline (the alert that checks are failing
+    # comes from checks that ran out of time); one delivery never takes longer than
+    # LONGEST_DELIVERY_SECONDS (a claim's lease follows from it); recording its outcome gets
+    # the grace past that.
     checked_at = notification.get("checked_at")
     step = services.deadline(
         parse_time(checked_at) if checked_at else services.clock(), "delivering alerts",
-        records=True, at_most=LONGEST_DELIVERY_SECONDS)
+        records=True, at_least=ONE_TRY_SECONDS, at_most=LONGEST_DELIVERY_SECONDS)
     with applying(step):
         return check.deliver(services, notification)
 

@@ -29,6 +29,10 @@ T = TypeVar("T")
 RECORD_GRACE_SECONDS = 5.0
 
 
+# How a DeadlinePassed message begins: the orchestrator does not retry such a failure.
+PASSED = "the check passed its "
+
+
 class DeadlinePassed(Exception):  # noqa: N818 - it names the event, like StorageUnavailable
     """The check passed its deadline; the message names the step and the service that was slow."""
 
@@ -50,16 +54,19 @@ class Deadline:
     @classmethod
     def of_check(
         cls, checked_at: datetime, seconds: float, now: datetime, step: str, *,
-        records: bool = False, at_most: float | None = None,
+        records: bool = False, at_least: float | None = None, at_most: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> Deadline:
         """The deadline of the check that started at `checked_at`, as seen at wall time `now`.
 
         The time left never exceeds `seconds`: a clock behind the orchestration's gives no
-        more than a whole check. With `at_most`, the work ends that many seconds from now at
-        the latest; with `records`, storage writes get RECORD_GRACE_SECONDS more than the work.
+        more than a whole check. The work gets `at_least` seconds from now even past the
+        deadline, `at_most` at the most; with `records`, storage writes get
+        RECORD_GRACE_SECONDS more than the work.
         """
         left = min((checked_at - now).total_seconds() + seconds, seconds)
+        if at_least is not None:
+            left = max(left, at_least)
         if at_most is not None:
             left = min(left, at_most)
         start = clock()
@@ -78,7 +85,7 @@ class Deadline:
     def passed(self, service: str, step: str | None = None) -> DeadlinePassed:
         """The error for a step of this check that ran out of time at `service`."""
         return DeadlinePassed(
-            f"the check passed its {self.seconds:g} s deadline while {step or self.step} "
+            f"{PASSED}{self.seconds:g} s deadline while {step or self.step} "
             f"({service})")
 
 

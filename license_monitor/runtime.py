@@ -58,16 +58,17 @@ class Services:
 
     def deadline(
         self, checked_at: datetime, step: str, *, records: bool = False,
-        at_most: float | None = None,
+        at_least: float | None = None, at_most: float | None = None,
     ) -> Deadline:
         """The deadline of the check of `checked_at` for an activity doing `step`.
 
         `records`: its Table Storage writes record an outcome (RECORD_GRACE_SECONDS more);
-        `at_most`: its work ends this many seconds from now even if the check has more time.
+        `at_least`/`at_most`: its work gets this many seconds from now, past the deadline /
+        even if the check has more time.
         """
         seconds = self.check_timeout_seconds or self.settings.check_timeout_seconds
         return Deadline.of_check(checked_at, seconds, self.clock(), step, records=records,
-                                 at_most=at_most)
+                                 at_least=at_least, at_most=at_most)
 
     @classmethod
     def from_settings(

@@ -27,6 +27,7 @@ MAX_UNANSWERED_SENDS = 2
 # The longest one delivery may take: every attempt waiting out both its timeouts, and the
 # longest pause between attempts (3 x 15 + 2 x 10 = 65 s). The notify activity holds a delivery
 # to it, whatever the channel (e-mail's token requests included), so a claim's lease follows.
+ONE_TRY_SECONDS = sum(DEFAULT_TIMEOUT)  # what a delivery gets past the check's deadline
 LONGEST_DELIVERY_SECONDS = (
     ATTEMPTS * sum(DEFAULT_TIMEOUT) + (ATTEMPTS - 1) * MAX_RETRY_DELAY_SECONDS)
 # An error detail a service sends back is shown only when it looks like an error code
