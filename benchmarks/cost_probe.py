@@ -149,6 +149,7 @@ def run_check(spec: dict[str, Any]) -> dict[str, Any]:
     log.reset()
     meter.reset()
     checked_at = parse_timestamp(spec["checked_at"])
+    services.clock = runtime.clock_from(checked_at)
     started = time.perf_counter()
     result = ReplayHost(app, clock=lambda: checked_at).run(
         "license_check", {"dry_run": False, "trigger": "benchmark"},

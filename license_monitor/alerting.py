@@ -216,7 +216,9 @@ def failure_cause(reason: str) -> str:
             "invalid_client")):
         return "bad_credentials"
     if any(words in text for words in (
-            "unavailable", "rate-limiting", "could not be reached", "timed out")) or (
+            "unavailable", "rate-limiting", "could not be reached", "timed out",
+            "deadline while signing in (genesys cloud)",
+            "deadline while measuring usage (genesys cloud)")) or (
             _SERVER_STATUS.search(reason)):
         return "platform_unavailable"
     return "check_failed"

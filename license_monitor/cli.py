@@ -114,7 +114,11 @@ def run_check(
     from orchestrators.replay_host import ReplayHost  # noqa: PLC0415
     from orchestrators.starters import singleton_id  # noqa: PLC0415
 
-    runtime.install(runtime.Services.from_settings(settings, require_state=not dry_run))
+    services = runtime.Services.from_settings(settings, require_state=not dry_run)
+    if clock is not None:
+        # A check at a chosen time: its deadline runs in real time from there.
+        services.clock = runtime.clock_from(clock())
+    runtime.install(services)
     try:
         result = ReplayHost(app, clock=clock).run(
             "license_check", {"dry_run": dry_run, "trigger": "cli"},

@@ -10,11 +10,11 @@ import dataclasses
 import logging
 import re
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from license_monitor.deadline import ContextThreadPoolExecutor
 from license_monitor.genesys.models import OFFLINE, PresenceSegment, normalise_presence
 from license_monitor.roster import (
     POOL_FROM_LICENSES,
@@ -200,7 +200,8 @@ def measure(
 
     # The three reads are independent: run them side by side (the client is thread-safe and
     # every request still goes through its request budget).
-    with ThreadPoolExecutor(max_workers=3) as pool:
+    # The pool's threads carry the check's deadline (a context variable) to their requests.
+    with ContextThreadPoolExecutor(max_workers=3) as pool:
         active_future = pool.submit(client.users_logged_in, start, now)
         segments_future = pool.submit(fetch_segments, client, start, now, parallel_pages)
         if cached is None:

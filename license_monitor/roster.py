@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, cast
 
+from license_monitor.deadline import ContextThreadPoolExecutor
 from license_monitor.genesys.errors import PermissionDenied
 from license_monitor.genesys.models import User, format_timestamp, parse_timestamp
 
@@ -219,7 +220,7 @@ def load_roster(
     elif rule.kind == "group":
         expand = ("groups",)
 
-    with ThreadPoolExecutor(max_workers=parallel + 2) as pool:
+    with ContextThreadPoolExecutor(max_workers=parallel + 2) as pool:
         users_future = pool.submit(
             lambda: list(client.iter_users(expand=expand, state="active", parallel=parallel)))
         licenses_future = (

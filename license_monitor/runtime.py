@@ -13,10 +13,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import requests
 from azure.core.credentials import TokenCredential
 
+from license_monitor.deadline import Deadline
 from license_monitor.genesys import auth
 from license_monitor.genesys.client import GenesysClient
 from license_monitor.genesys.models import Organization
@@ -51,6 +53,25 @@ class Services:
     # How retries wait (Genesys requests, alert deliveries); tests pass one that records.
     sleep: Callable[[float], None] = time.sleep
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # The wall clock a check's deadline is read on: a check that runs at a chosen time (CLI,
+    # tests) uses one that starts there (clock_from).
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    # A deadline shorter than CHECK_TIMEOUT_SECONDS may be (10 s at least): for tests only.
+    check_timeout_seconds: float | None = None
+
+    def deadline(
+        self, checked_at: datetime, step: str, *, records: bool = False,
+        at_least: float | None = None, at_most: float | None = None,
+    ) -> Deadline:
+        """The deadline of the check of `checked_at` for an activity doing `step`.
+
+        `records`: its Table Storage writes record an outcome (RECORD_GRACE_SECONDS more);
+        `at_least`/`at_most`: its work gets this many seconds from now, past the deadline /
+        even if the check has more time.
+        """
+        seconds = self.check_timeout_seconds or self.settings.check_timeout_seconds
+        return Deadline.of_check(checked_at, seconds, self.clock(), step, records=records,
+                                 at_least=at_least, at_most=at_most)
 
     @classmethod
     def from_settings(
@@ -109,6 +130,12 @@ def state_store(settings: Settings) -> StateStore:
         ])
     return StateStore.from_connection_string(
         settings.state_connection, settings.state_table, settings.client_key, by_client=True)
+
+
+def clock_from(start: datetime) -> Callable[[], datetime]:
+    """A wall clock that reads `start` now and runs on in real time from there."""
+    origin = time.monotonic()
+    return lambda: start + timedelta(seconds=time.monotonic() - origin)
 
 
 _lock = threading.Lock()

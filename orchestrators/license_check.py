@@ -3,23 +3,29 @@
 The measurement is one activity: its three reads (aggregates, details pages, roster) run in
 parallel inside it, so every figure comes from one roster rebuilt at most once, and every
 Genesys request of a check goes through one process's request budget.
+
+Every activity works under the check's deadline (CHECK_TIMEOUT_SECONDS from checked_at, see
+license_monitor.deadline) and returns by then: a slow step fails the check as "unknown".
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Generator
+from datetime import timedelta
 from typing import Any
 
 import azure.durable_functions as df
 
+from license_monitor import deadline
 from license_monitor.times import format_check_time
 
 bp = df.Blueprint()
 
 ORCHESTRATOR = "license_check"
 
-# Whole-activity retries (the Genesys client already retried each request briefly).
+# Whole-activity retries (the Genesys client already retried each request briefly); none once
+# the check's deadline has passed.
 MEASURE_RETRY = df.RetryOptions(
     first_retry_interval_in_milliseconds=5_000, max_number_of_attempts=2)
 STATE_RETRY = df.RetryOptions(
@@ -29,6 +35,27 @@ STATE_RETRY = df.RetryOptions(
 _WORKER_EXCEPTION = re.compile(r"^\s*Exception: [\w.]+: (?P<message>.+)$")
 _WORKER_STACK = re.compile(r"^\s*Stack:")
 _ACTIVITY_PREFIX = re.compile(r"^Activity function '[^']*' failed:\s*")
+
+
+def call_with_retry(
+    context: df.DurableOrchestrationContext, name: str, retry: df.RetryOptions, payload: Any,
+) -> Generator[Any, Any, Any]:
+    """call_activity_with_retry, except that a check past its deadline is not tried again.
+
+    A later attempt would fail at once, and with the wrong reason: the first step it reached,
+    not the step that was slow. Pauses between attempts are durable timers.
+    """
+    attempt = 1
+    while True:
+        try:
+            return (yield context.call_activity(name, payload))
+        except Exception as err:
+            if (attempt >= retry.max_number_of_attempts
+                    or activity_message(err).startswith(deadline.PASSED)):
+                raise
+        pause = timedelta(milliseconds=retry.first_retry_interval_in_milliseconds)
+        yield context.create_timer(context.current_utc_datetime + pause)
+        attempt += 1
 
 
 def activity_message(error: Exception) -> str:
@@ -67,17 +94,17 @@ def license_check(context: df.DurableOrchestrationContext) -> Generator[Any, Any
     try:
         # A random id from an activity (an orchestrator has none of its own that two checks
         # in the same second could not share): evaluate knows its own retries by it.
-        started = yield context.call_activity_with_retry("begin_check", STATE_RETRY, check)
+        started = yield from call_with_retry(context, "begin_check", STATE_RETRY, check)
         check["check_id"] = started["check_id"]
-        yield context.call_activity_with_retry("acquire_token", MEASURE_RETRY, check)
-        measurement = yield context.call_activity_with_retry(
-            "measure_usage", MEASURE_RETRY, check)
+        yield from call_with_retry(context, "acquire_token", MEASURE_RETRY, check)
+        measurement = yield from call_with_retry(context, "measure_usage", MEASURE_RETRY, check)
     except Exception as err:  # a failed measurement is a result ("unknown"), not a crash
         failure = activity_message(err)
 
     try:
-        verdict = yield context.call_activity_with_retry(
-            "evaluate", STATE_RETRY, {**check, "measurement": measurement, "failure": failure})
+        verdict = yield from call_with_retry(
+            context, "evaluate", STATE_RETRY,
+            {**check, "measurement": measurement, "failure": failure})
     except Exception as err:
         # Storage is down: nothing can be decided or claimed; report it and change nothing.
         reason = failure or activity_message(err)
@@ -89,7 +116,7 @@ def license_check(context: df.DurableOrchestrationContext) -> Generator[Any, Any
         deliveries: list[dict[str, Any]] = []
         if verdict["notifications"]:
             deliveries = yield context.task_all([
-                context.call_activity("notify", notification)
+                context.call_activity("notify", {**notification, "checked_at": check["checked_at"]})
                 for notification in verdict["notifications"]
             ])
         output = {**verdict["report"], "notifications": deliveries}

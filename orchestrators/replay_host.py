@@ -29,6 +29,7 @@ from azure.durable_functions.models.actions.CallActivityAction import CallActivi
 from azure.durable_functions.models.actions.CallActivityWithRetryAction import (
     CallActivityWithRetryAction,
 )
+from azure.durable_functions.models.actions.CreateTimerAction import CreateTimerAction
 from azure.durable_functions.models.actions.NoOpAction import NoOpAction
 from azure.durable_functions.models.Task import AtomicTask
 
@@ -180,10 +181,7 @@ class ReplayHost:
                     dispatched.add(task_id)
                     kind, name, payload, parent = self._describe(task)
                     if kind == "timer":
-                        retry = parent.retry_options
-                        fire_at = now + timedelta(
-                            milliseconds=retry.first_retry_interval_in_milliseconds)
-                        timers.append((task_id, fire_at))
+                        timers.append((task_id, self._fire_at(task, parent, now)))
                         continue
                     attempts[task_id] = attempts.get(task_id, 0) + 1
                     activity_calls.append(name)
@@ -254,9 +252,11 @@ class ReplayHost:
 
     @staticmethod
     def _describe(task: AtomicTask) -> tuple[str, str, str, Any]:
-        """Classify an open task: an activity call (name, JSON input) or a retry timer."""
+        """Classify an open task: an activity call (name, JSON input) or a timer."""
         action = task.action_repr[0] if isinstance(task.action_repr, list) else task.action_repr
         parent = task.parent
+        if isinstance(action, CreateTimerAction):
+            return "timer", "", "", parent
         if isinstance(action, NoOpAction):
             if action.metadata and "timer" in action.metadata:
                 return "timer", "", "", parent
@@ -264,6 +264,19 @@ class ReplayHost:
         if isinstance(action, CallActivityAction | CallActivityWithRetryAction):
             return "activity", action.function_name, action.input_, parent
         raise OrchestrationError(f"unsupported action {type(action).__name__}")
+
+    @staticmethod
+    def _fire_at(task: AtomicTask, parent: Any, now: datetime) -> datetime:
+        """When a timer fires: the orchestrator's own (create_timer) or a retry's pause.
+
+        Like retry pauses, timers fire in the same episode (tests and the CLI do not wait);
+        the history holds them as the extension writes them, FireAt included.
+        """
+        action = task.action_repr[0] if isinstance(task.action_repr, list) else task.action_repr
+        if isinstance(action, CreateTimerAction):
+            return action.fire_at
+        retry = parent.retry_options
+        return now + timedelta(milliseconds=retry.first_retry_interval_in_milliseconds)
 
     def _run_activity(self, name: str, payload: str) -> tuple[bool, str]:
         """Run an activity as the worker would: JSON in, JSON out, exceptions as failures.

@@ -5,8 +5,10 @@ Used by the demo to show what alert receivers get, and by the tests as a real re
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -37,6 +39,7 @@ class HttpReceiver:
         self._failures: list[int] = []
         self._unavailable = False
         self._refusing = False
+        self.answer_after = 0.0  # seconds a POST waits for its answer (once recorded)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.port = 0
@@ -105,12 +108,16 @@ class HttpReceiver:
                 if status is None:
                     self.close_connection = True
                     return
+                if receiver.answer_after > 0:
+                    time.sleep(receiver.answer_after)
                 reply = b"{}" if 200 <= status < 300 else b'{"error":"simulated"}'
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
+                # A sender that stopped waiting has closed the connection.
+                with contextlib.suppress(OSError):
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(reply)))
+                    self.end_headers()
+                    self.wfile.write(reply)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # keep test output quiet

@@ -9,7 +9,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +20,7 @@ from urllib.parse import quote, urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
+from license_monitor import deadline
 from license_monitor.genesys import auth, payloads
 from license_monitor.genesys.budget import RequestBudget
 from license_monitor.genesys.errors import (
@@ -99,7 +100,9 @@ class GenesysClient:
 
     Every request has connect+read timeouts, waits for the request budget, carries the cached
     bearer token (renewed once on a 401), and retries 429/502/503/504 and transport failures
-    per the retry policy with the injected sleep.
+    per the retry policy with the injected sleep. Under a check's deadline (license_monitor.
+    deadline) each request's timeouts are cut to the time left, and a request that cannot
+    finish in time raises DeadlinePassed instead of retrying.
     """
 
     def __init__(
@@ -165,15 +168,22 @@ class GenesysClient:
         started = self._clock()
         slept = 0.0
         attempt = 0
+        limit = deadline.current()
         while True:
             attempt += 1
             granted = self._budget.acquire()
+            timeout = self._timeout
+            if limit is not None:
+                if limit.work_left() <= 0:
+                    self._budget.settle(granted)
+                    raise limit.passed("Genesys Cloud")
+                timeout = deadline.bounded(timeout, limit.work_left())
             with self._count_lock:
                 self._request_count += 1
             failure: Exception | None = None
             response: requests.Response | None = None
             try:
-                response = self._session.request(method, url, timeout=self._timeout, **kwargs)
+                response = self._session.request(method, url, timeout=timeout, **kwargs)
             except _TRANSPORT_ERRORS as err:
                 failure = err
             finally:
@@ -192,6 +202,12 @@ class GenesysClient:
                 # The cap is on the whole request, answers included, not only on sleeping.
                 if max(self._clock() - started, slept) + wait > self._retry.max_total_seconds:
                     wait = None
+            if limit is not None and (wait or 0.0) >= limit.work_left():
+                # No time for another try: the deadline, not this failure, ends the check.
+                logger.warning("Genesys Cloud answered %s to %s %s (attempt %d, correlation id "
+                               "%s); no time left for another try", what, method, path, attempt,
+                               correlation_id)
+                raise limit.passed("Genesys Cloud") from failure
             if wait is None:
                 elapsed = max(self._clock() - started, slept)
                 self._give_up(
@@ -644,7 +660,7 @@ def _fetch_concurrently(
     trusted with memory or requests (the caller stops at the first empty page, and a wildly
     wrong totalHits must not queue millions of requests).
     """
-    executor = ThreadPoolExecutor(max_workers=max(1, min(parallel, len(numbers))))
+    executor = deadline.ContextThreadPoolExecutor(max_workers=max(1, min(parallel, len(numbers))))
     window = 2 * max(1, parallel)
     pending: deque[Future[T]] = deque()
     upcoming = iter(numbers)

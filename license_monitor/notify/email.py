@@ -23,7 +23,7 @@ import msal
 import requests
 
 from license_monitor.notify import DeliveryError, Notification, host_of
-from license_monitor.notify.http import DEFAULT_TIMEOUT, post_json
+from license_monitor.notify.http import DEFAULT_TIMEOUT, post_json, timeout_within_deadline
 from license_monitor.notify.message import AlertMessage, compose
 
 logger = logging.getLogger(__name__)
@@ -52,13 +52,13 @@ class _TimedSession:
         self._timeout = timeout
 
     def get(self, url: str, **kwargs: Any) -> requests.Response:
-        """GET with the default timeout."""
-        kwargs.setdefault("timeout", self._timeout)
+        """GET with the default timeout (cut to the check's time left)."""
+        kwargs.setdefault("timeout", timeout_within_deadline(self._timeout))
         return self._session.get(url, **kwargs)
 
     def post(self, url: str, **kwargs: Any) -> requests.Response:
-        """POST with the default timeout."""
-        kwargs.setdefault("timeout", self._timeout)
+        """POST with the default timeout (cut to the check's time left)."""
+        kwargs.setdefault("timeout", timeout_within_deadline(self._timeout))
         return self._session.post(url, **kwargs)
 
     def close(self) -> None:

@@ -15,13 +15,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from license_monitor.alerting import AlertEvent, AlertState, Policy
+from license_monitor.deadline import RECORD_GRACE_SECONDS
 from license_monitor.notify import Notification, rejection_message
+from license_monitor.notify.http import LONGEST_DELIVERY_SECONDS
 from license_monitor.times import compact_time, format_check_time, format_time, parse_time
 
 logger = logging.getLogger(__name__)
 
 MAX_OUTBOX_ENTRIES = 300
-DEFAULT_LEASE = timedelta(minutes=10)
+# A claim is re-sent once its lease has passed (its check crashed mid-delivery): as long as one
+# delivery can take, and the recording of its outcome after it (70 s).
+DEFAULT_LEASE = timedelta(seconds=LONGEST_DELIVERY_SECONDS + RECORD_GRACE_SECONDS)
 DEFAULT_GIVE_UP_AFTER = timedelta(hours=24)
 DEFAULT_KEEP_FINISHED = timedelta(days=7)
 # Delivered, given up after a day, or refused by the receiver for good: never sent again.

@@ -43,8 +43,10 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
+from azure.core.pipeline import PipelineRequest
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
+from license_monitor import deadline
 from license_monitor.times import format_time
 
 logger = logging.getLogger(__name__)
@@ -56,6 +58,8 @@ WRITE_ATTEMPTS = 25  # ten racing evaluations: the last one loses nine times at 
 
 _FORBIDDEN_KEY_CHARS = set("/\\#?|")
 POINTER_ROW = "organization"  # under a client key: which org's key that client's state is under
+# A try cut to the time left fails a few milliseconds either side of the deadline.
+DEADLINE_SLACK_SECONDS = 0.1
 
 
 class StorageUnavailable(Exception):  # noqa: N818 - the name other modules already use
@@ -136,9 +140,32 @@ def describe(err: AzureError, action: str, where: str) -> str:
     return f"Table Storage at {where} failed while {action} ({type(err).__name__})"
 
 
+# Every request has a timeout (DESIGN.md §12); azure-core's defaults are 300 s.
+CONNECT_TIMEOUT_SECONDS = 5.0
+READ_TIMEOUT_SECONDS = 20.0
+
+
+def _within_deadline(request: PipelineRequest[Any]) -> None:
+    """Cut one try's timeouts to the check's time left; refuse a try once it has passed.
+
+    Runs before every try (the SDK's hook policy sits after its retry policy), so the SDK's
+    own retries stop at the deadline too. DeadlinePassed is not an AzureError: the retry
+    policy lets it through.
+    """
+    limit = deadline.current()
+    if limit is None:
+        return
+    left = limit.record_left()
+    if left <= 0:
+        raise limit.passed("Table Storage")
+    connect, read = deadline.bounded((CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS), left)
+    request.context.options["connection_timeout"] = connect
+    request.context.options["read_timeout"] = read
+
+
 def _client_options(retry_total: int) -> dict[str, Any]:
-    # Every request has a timeout (DESIGN.md §12); azure-core's defaults are 300 s.
-    return {"retry_total": retry_total, "connection_timeout": 5, "read_timeout": 20}
+    return {"retry_total": retry_total, "connection_timeout": CONNECT_TIMEOUT_SECONDS,
+            "read_timeout": READ_TIMEOUT_SECONDS, "raw_request_hook": _within_deadline}
 
 
 def check_key(key: str) -> str:
@@ -247,10 +274,17 @@ class StateTable:
     @contextmanager
     def translate(self, action: str) -> Iterator[None]:
         """Turn any SDK error into StorageUnavailable with one sentence naming `action`."""
+        limit = deadline.current()
         try:
             yield
+        except deadline.DeadlinePassed as err:
+            message = str(err if limit is None else limit.passed("Table Storage", action))
+            raise StorageUnavailable(message) from None
         except AzureError as err:
             message = describe(err, action, self.where)
+            if limit is not None and limit.record_left() < DEADLINE_SLACK_SECONDS:
+                # The try was cut short by the deadline: that is what ended it.
+                message = str(limit.passed("Table Storage", action))
             logger.debug("Storage error (%s) while %s", type(err).__name__, action)
             # `from None` keeps the SDK's message (URLs, maybe a SAS token) out of tracebacks.
             raise StorageUnavailable(message) from None

@@ -100,6 +100,7 @@ class Monitor:
         with self.simulator.lock:
             self.simulator.org.now = at
         self.simulator.clear_requests()
+        runtime.services().clock = runtime.clock_from(at)
         result = ReplayHost(app, clock=lambda: at).run(
             "license_check", {"dry_run": False, "trigger": "test"},
             instance_id=singleton_id(self.settings.client_key))

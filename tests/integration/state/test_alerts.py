@@ -13,6 +13,7 @@ from license_monitor.state import (
     Evaluation,
     StateStore,
 )
+from license_monitor.state.alerts import DEFAULT_LEASE
 from simulator.azurite import (
     Azurite,
 )
@@ -173,8 +174,10 @@ def test_checks_storage_could_not_record_alert_once_it_is_back(
 def test_claimed_but_unconfirmed_notification_waits_for_its_lease(store: StateStore) -> None:
     first = store.alerts.evaluate(usage(461), POLICY, at(0), ["webhook"])  # then the sender crashed
 
-    during_lease = store.alerts.evaluate(usage(461), POLICY, at(5), ["webhook"])
-    after_lease = store.alerts.evaluate(usage(461), POLICY, at(10), ["webhook"])
+    lease_ends = at(0) + DEFAULT_LEASE
+    during_lease = store.alerts.evaluate(
+        usage(461), POLICY, lease_ends - timedelta(seconds=1), ["webhook"])
+    after_lease = store.alerts.evaluate(usage(461), POLICY, lease_ends, ["webhook"])
 
     assert len(first.to_send) == 1
     assert during_lease.to_send == []
