@@ -76,7 +76,18 @@ def measure_usage(services: Services, request: CheckRequest) -> dict[str, Any]:
         logger.info("Roster saved: %d pool users (%d agents, %d admins), %s, %d unresolved",
                     len(roster.agents) + len(roster.admins), len(roster.agents),
                     len(roster.admins), roster.pool_source, len(roster.unresolved))
-    return report.to_dict()
+    measurement = report.to_dict()
+    if not request.dry_run and services.state is not None:
+        # The presence gauge takes the exact figures at the check time (never fails a check).
+        try:
+            reconciled = services.state.gauge.reconcile(
+                report.now_users, roster, request.checked_at)
+        except StorageUnavailable as err:
+            logger.warning("The presence gauge was not reconciled: %s", err)
+        else:
+            if reconciled is not None:
+                measurement["gauge"] = reconciled.to_dict()
+    return measurement
 
 
 def _policy(services: Services) -> alerting.Policy:
@@ -172,6 +183,8 @@ def _evaluate(
             "unclassified": usage.unclassified,
             "billing": billed,
         })
+        if "gauge" in measurement:
+            report["gauge"] = measurement["gauge"]
 
     quiet = alerting.is_quiet(now, settings.quiet_hours, settings.quiet_hours_timezone)
     to_send: list[dict[str, Any]] = []

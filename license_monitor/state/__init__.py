@@ -2,7 +2,8 @@
 
 `StateStore` only builds the shared `StateTable` and hands it to each concern:
 `alerts` (alert state + notification outbox), `roster` (roster cache), `samples` (one usage
-sample per check), `billing` (billing minutes + period histogram) and `retention`.
+sample per check), `billing` (billing minutes + period histogram), `retention` and `gauge`
+(the real-time presence gauge).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 from license_monitor.state.alerts import AlertStore, Evaluation
 from license_monitor.state.billing import BillingLedger, BillingSummary
+from license_monitor.state.gauge import PresenceGauge
 from license_monitor.state.retention import Retention
 from license_monitor.state.rosters import RosterCache
 from license_monitor.state.samples import SampleLog
@@ -21,6 +23,7 @@ __all__ = [
     "BillingLedger",
     "BillingSummary",
     "Evaluation",
+    "PresenceGauge",
     "Retention",
     "RosterCache",
     "SampleLog",
@@ -40,6 +43,7 @@ class StateStore:
         self.samples = SampleLog(table)
         self.billing = BillingLedger(table)
         self.retention = Retention(table)
+        self.gauge = PresenceGauge(table)
 
     @classmethod
     def from_connection_string(
