@@ -29,7 +29,6 @@ from azure.data.tables import EdmType, EntityProperty, TableTransactionError, Up
 
 from license_monitor.gauge import (
     KEEP,
-    Decision,
     Entry,
     PresenceEvent,
     Role,
@@ -266,8 +265,9 @@ class PresenceGauge:
                     held = rows.get(event.user_id)
                     decision = on_event(held[0] if held else None, counter.as_of_ms, event, role)
                     if decision != KEEP:
-                        changes.append((event.user_id, held[0] if held else None,
-                                        _entry(decision), held[1] if held else None))
+                        new = decision if isinstance(decision, Entry) else None
+                        changes.append((event.user_id, held[0] if held else None, new,
+                                        held[1] if held else None))
                 if not changes:
                     skipped += len(chunk)
                     break
@@ -322,8 +322,8 @@ class PresenceGauge:
                 decision = on_reconcile(current, user_id in exact,
                                         role_of(user_id, roster), at_ms)
                 if decision != KEEP:
-                    changes.append((user_id, current, _entry(decision),
-                                    held[1] if held else None))
+                    new = decision if isinstance(decision, Entry) else None
+                    changes.append((user_id, current, new, held[1] if held else None))
             done = True
             # Every batch carries the counter (and its as-of time), so each is exact alone.
             for start in range(0, max(len(changes), 1), ROWS_PER_BATCH):
@@ -385,10 +385,6 @@ class PresenceGauge:
                         match_condition=MatchConditions.IfNotModified)
             except HttpResponseError:
                 logger.debug("The gauge's check trigger changed meanwhile; left as it is")
-
-
-def _entry(decision: Decision) -> Entry | None:
-    return None if decision == KEEP or decision is None else decision
 
 
 def _reading(counters: Mapping[int, _Counter]) -> GaugeReading | None:
