@@ -135,6 +135,15 @@ def measure_usage(services: Services, request: CheckRequest) -> dict[str, Any]:
             logger.warning("Minutes before the window not measured: %s", err)
             measured["backfilled_minutes"] = 0
             measured["backfill_error"] = alerting.one_line(str(err))
+        # The presence gauge takes the exact figures at the check time (never fails a check).
+        try:
+            reconciled = services.state.gauge.reconcile(
+                report.now_users, roster, request.checked_at)
+        except StorageUnavailable as err:
+            logger.warning("The presence gauge was not reconciled: %s", err)
+        else:
+            if reconciled is not None:
+                measured["gauge"] = reconciled.to_dict()
     return measured
 
 
@@ -310,6 +319,8 @@ def _evaluate(
                if "backfill_error" in measurement else {}),
             "billing": billed,
         })
+        if "gauge" in measurement:
+            report["gauge"] = measurement["gauge"]
 
     quiet = alerting.is_quiet(now, settings.quiet_hours, settings.quiet_hours_timezone)
     to_send: list[dict[str, Any]] = []

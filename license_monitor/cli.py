@@ -96,6 +96,9 @@ def summary_line(report: Mapping[str, Any]) -> str:
     ]
     if billing.get("billable_peak") is not None:
         parts.append(f"billable peak {billing['billable_peak']}")
+    gauge = report.get("gauge")
+    if isinstance(gauge, Mapping) and gauge.get("value") is not None:
+        parts.append(f"gauge {gauge['value']} (drift {int(gauge.get('drift') or 0):+d})")
     if report.get("pool") == POOL_ALL_USERS:
         parts.append(ALL_USERS_NOTE)
     if report.get("events"):

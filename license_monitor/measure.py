@@ -48,6 +48,9 @@ class UsageReport:
     pool_source: str
     unclassified: int
     minutes: dict[datetime, MinuteProfile]
+    # Who `now` counts: for the presence gauge's reconciliation inside the activity; never in
+    # to_dict() (user ids do not cross the orchestration history).
+    now_users: frozenset[str] = dataclasses.field(default=frozenset(), compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form using the CLI's field names (DESIGN.md §9)."""
@@ -237,6 +240,7 @@ def measure(
         pool_source=current.pool_source,
         unclassified=len(current.unresolved & logged_in),
         minutes=concurrency.minutes,
+        now_users=concurrency.now_users,
     )
     _log_report(report)
     return report, current

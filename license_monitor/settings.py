@@ -37,6 +37,8 @@ INTEGER_RANGES: dict[str, tuple[int, int]] = {
     "RETENTION_DAYS": (1, 3650),
     "HISTORY_RETENTION_DAYS": (1, 365),
     "CHECK_TIMEOUT_SECONDS": (10, 600),
+    # At most one check started by the presence gauge per this many seconds.
+    "GAUGE_CHECK_MIN_INTERVAL_SECONDS": (10, 3600),
 }
 
 _RANGE_REASONS = {"MANUAL_CHECK_WAIT_SECONDS": " (Azure ends an HTTP request at 230 s)"}
@@ -140,6 +142,7 @@ class Settings:
     state_table: str = "licensemonitor"
     monitor_schedule: str = "0 */5 * * * *"
     manual_check_wait_seconds: int = 30
+    gauge_check_min_interval_seconds: int = 60
     billing_anchor_day: int = 1
     failure_alert_after: int = 3
     remind_every_minutes: int = 0
@@ -475,6 +478,8 @@ class _Parser:
             "state_table": self.table_name(),
             "monitor_schedule": schedule,
             "manual_check_wait_seconds": self.integer("MANUAL_CHECK_WAIT_SECONDS", 30),
+            "gauge_check_min_interval_seconds": self.integer(
+                "GAUGE_CHECK_MIN_INTERVAL_SECONDS", 60),
             "billing_anchor_day": self.integer("BILLING_ANCHOR_DAY", 1),
             "failure_alert_after": self.integer("FAILURE_ALERT_AFTER", 3),
             "remind_every_minutes": self.integer("REMIND_EVERY_MINUTES", 0),

@@ -2,8 +2,9 @@
 
 `StateStore` only builds the shared `StateTable` and hands it to each concern:
 `alerts` (alert state + notification outbox), `roster` (roster cache), `samples` (one usage
-sample per check), `billing` (billing minutes + period histogram), `retention`, and
-`organization` (which org key a client's state is under, and moving it there).
+sample per check), `billing` (billing minutes + period histogram), `retention`,
+`organization` (which org key a client's state is under, and moving it there) and `gauge` (the
+real-time presence gauge).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from license_monitor.state.alerts import AlertStateUnreadable, AlertStore, Evaluation
 from license_monitor.state.billing import BillingLedger, BillingSummary
+from license_monitor.state.gauge import PresenceGauge
 from license_monitor.state.organization import OrganizationKey
 from license_monitor.state.retention import Retention
 from license_monitor.state.rosters import RosterCache
@@ -25,6 +27,7 @@ __all__ = [
     "BillingSummary",
     "Evaluation",
     "OrganizationKey",
+    "PresenceGauge",
     "Retention",
     "RosterCache",
     "SampleLog",
@@ -45,6 +48,7 @@ class StateStore:
         self.billing = BillingLedger(table)
         self.retention = Retention(table)
         self.organization = OrganizationKey(table)
+        self.gauge = PresenceGauge(table)
 
     @classmethod
     def from_connection_string(
