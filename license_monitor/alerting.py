@@ -17,7 +17,14 @@ from typing import Any, Literal, Protocol, cast
 from zoneinfo import ZoneInfo
 
 from license_monitor.roster import ALL_USERS_NOTE, POOL_ALL_USERS, POOL_FROM_LICENSES
-from license_monitor.times import compact_time, format_check_time, format_time, parse_time, utc
+from license_monitor.times import (
+    clock_time,
+    compact_time,
+    format_check_time,
+    format_time,
+    parse_time,
+    utc,
+)
 
 Level = Literal["ok", "warning", "critical"]
 LEVELS: tuple[Level, ...] = ("ok", "warning", "critical")
@@ -671,7 +678,7 @@ def _decide_usage(usage: Usage, previous: AlertState, policy: Policy, now: datet
             events.append(event("escalation", episode_id, previous.level, message))
             state = replace(state, escalated=True, last_notified_at=now)
         elif _reminder_due(previous, policy, now):
-            since = format_time(previous.episode_started_at or now)
+            since = clock_time(previous.episode_started_at or now, now)
             events.append(
                 event("reminder", episode_id, previous.level, f"{message}; breached since {since}")
             )
@@ -813,7 +820,7 @@ def _refreshed(
         return held
     message = _usage_message(usage, policy, state.level)
     if state.episode_started_at is not None:
-        message += f"; breached since {format_time(state.episode_started_at)}"
+        message += f"; breached since {clock_time(state.episode_started_at, now)}"
     return replace(
         held,
         event=name,
