@@ -274,7 +274,8 @@ def _evaluate(
         events = decision.events
     else:
         evaluation = services.state.alerts.evaluate(
-            outcome, policy, now, settings.channels, quiet=quiet, check_id=request.check_id)
+            outcome, policy, now, settings.channels, quiet=quiet, check_id=request.check_id,
+            quiet_hours=(settings.quiet_hours, settings.quiet_hours_timezone))
         decision, events = evaluation.decision, evaluation.events
         to_send = [n.to_dict() for n in evaluation.to_send]
         channel_errors = [dict(item) for item in evaluation.channel_errors]
