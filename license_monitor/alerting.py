@@ -17,7 +17,14 @@ from typing import Any, Literal, Protocol, cast
 from zoneinfo import ZoneInfo
 
 from license_monitor.roster import ALL_USERS_NOTE, POOL_ALL_USERS, POOL_FROM_LICENSES
-from license_monitor.times import compact_time, format_check_time, format_time, parse_time, utc
+from license_monitor.times import (
+    clock_time,
+    compact_time,
+    format_check_time,
+    format_time,
+    parse_time,
+    utc,
+)
 
 Level = Literal["ok", "warning", "critical"]
 LEVELS: tuple[Level, ...] = ("ok", "warning", "critical")
@@ -456,6 +463,27 @@ def is_quiet(moment: datetime, windows: Iterable[QuietWindowLike], zone: str | t
     return False
 
 
+def time_outside_quiet_hours(
+    start: datetime, end: datetime, windows: Sequence[QuietWindowLike], zone: str | tzinfo,
+) -> timedelta:
+    """How much of [start, end) falls outside the quiet windows, to the minute.
+
+    Only the last week of a span is looked at; time before it counts in full (this measures
+    how long a notification has been owed, and a week is far past giving up on it).
+    """
+    start, end = utc(start), utc(end)
+    if end <= start or not windows:
+        return max(end - start, timedelta(0))
+    zone = ZoneInfo(zone) if isinstance(zone, str) else zone
+    moment, total = max(start, end - timedelta(days=7)), end - start
+    while moment < end:
+        step = min(end, moment.replace(second=0, microsecond=0) + timedelta(minutes=1))
+        if is_quiet(moment, windows, zone):
+            total -= step - moment
+        moment = step
+    return total
+
+
 # ---- the policy -------------------------------------------------------------------------------
 
 def level_for(concurrent: int, previous: Level, policy: Policy) -> Level:
@@ -507,7 +535,8 @@ def one_line(text: str) -> str:
     return line
 
 
-def _failure_alert_id(failing_since: datetime) -> str:
+def failure_alert_id(failing_since: datetime) -> str:
+    """The alert id of a run of failed checks: 'failing-20261126T120000Z'."""
     return f"failing-{compact_time(failing_since)}"
 
 
@@ -578,7 +607,7 @@ def _decide_failure(
                 event="monitor_failing",
                 level="unknown",
                 previous_level=previous.level,
-                alert_id=_failure_alert_id(failing_since),
+                alert_id=failure_alert_id(failing_since),
                 occurred_at=now,
                 usage=None,
                 capacity=policy.capacity,
@@ -639,7 +668,7 @@ def _decide_usage(usage: Usage, previous: AlertState, policy: Policy, now: datet
         events.append(
             event(
                 "monitor_recovered",
-                _failure_alert_id(failing_since),
+                failure_alert_id(failing_since),
                 "unknown",
                 f"License checks work again after {previous.consecutive_failures} failures: "
                 + message,
@@ -673,7 +702,7 @@ def _decide_usage(usage: Usage, previous: AlertState, policy: Policy, now: datet
             events.append(event("escalation", episode_id, previous.level, message))
             state = replace(state, escalated=True, last_notified_at=now)
         elif _reminder_due(previous, policy, now):
-            since = format_time(previous.episode_started_at or now)
+            since = clock_time(previous.episode_started_at or now, now)
             events.append(
                 event("reminder", episode_id, previous.level, f"{message}; breached since {since}")
             )
@@ -775,20 +804,20 @@ def _release(
                                   and "breach" not in names and state.level != "critical")
             if "breach" in names:
                 if still_open:
-                    released.append(_refreshed(latest["breach"], "breach", "ok",
-                                               state=state, policy=policy, now=now))
+                    released.append(refreshed(latest["breach"], "breach", "ok",
+                                              state=state, policy=policy, now=now))
                     # The released breach told the current level: escalate only beyond it.
                     state = replace(state, escalated=state.level == "critical",
                                     last_notified_at=now)
             elif "resolved" in names:
                 released.append(latest["resolved"])
             elif still_open and "escalation" in names and state.level == "critical":
-                released.append(_refreshed(latest["escalation"], "escalation", "warning",
-                                           state=state, policy=policy, now=now))
+                released.append(refreshed(latest["escalation"], "escalation", "warning",
+                                          state=state, policy=policy, now=now))
                 state = replace(state, last_notified_at=now)
             elif still_open and "reminder" in names:
-                released.append(_refreshed(latest["reminder"], "reminder", state.level,
-                                           state=state, policy=policy, now=now))
+                released.append(refreshed(latest["reminder"], "reminder", state.level,
+                                          state=state, policy=policy, now=now))
                 state = replace(state, last_notified_at=now)
             if dropped_escalation:
                 state = replace(state, escalated=False)
@@ -805,17 +834,17 @@ def _release(
     return state, tuple(released)
 
 
-def _refreshed(
+def refreshed(
     held: AlertEvent, name: str, previous_level: str, *, state: AlertState, policy: Policy,
     now: datetime,
 ) -> AlertEvent:
-    """A held usage event re-issued now with the latest level and figures."""
+    """A held usage event re-issued now as `name` with the latest level and figures."""
     usage = state.last_usage
-    if usage is None or held.occurred_at == now:
+    if usage is None or (held.occurred_at == now and held.event == name):
         return held
     message = _usage_message(usage, policy, state.level)
     if state.episode_started_at is not None:
-        message += f"; breached since {format_time(state.episode_started_at)}"
+        message += f"; breached since {clock_time(state.episode_started_at, now)}"
     return replace(
         held,
         event=name,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
@@ -331,7 +332,8 @@ def _evaluate(
         events = decision.events
     else:
         evaluation = services.state.alerts.evaluate(
-            outcome, policy, now, settings.channels, quiet=quiet, check_id=request.check_id)
+            outcome, policy, now, settings.channels, quiet=quiet, check_id=request.check_id,
+            quiet_hours=(settings.quiet_hours, settings.quiet_hours_timezone))
         decision, events = evaluation.decision, evaluation.events
         to_send = [n.to_dict() for n in evaluation.to_send]
         channel_errors = [dict(item) for item in evaluation.channel_errors]
@@ -394,12 +396,31 @@ def channel_target(settings: Settings, channel: str) -> dict[str, Any]:
 
 
 def deliver(services: Services, notification: dict[str, Any]) -> dict[str, Any]:
-    """Send one claimed notification; record delivered, failed (retried by the next check) or
+    """Send one claimed notification, then those chained after it on its channel, in order
+    (their results under "then"); record each delivered, failed (retried by the next check) or
     rejected (refused for good: not retried; the next check tells the other channels once).
 
     Never raises for a failed delivery: one channel down must not fail the others' activities.
+    Once one fails, the channel's next ones are not tried: recorded failed, retried next check.
     """
     item = notify.Notification.from_dict(notification)
+    head = result = _deliver_one(services, item)
+    after: list[dict[str, Any]] = []
+    for follower in item.then:
+        if result["delivered"] or result.get("rejected"):
+            result = _deliver_one(services, follower)
+        else:
+            result = {"event": follower.event, "channel": follower.channel, "delivered": False,
+                      "error": "not sent: the message before it on this channel failed"}
+            if services.state is not None:
+                with contextlib.suppress(StorageUnavailable):  # its lease runs out instead
+                    services.state.alerts.mark_failed(follower.id, result["error"],
+                                                      datetime.now(UTC))
+        after.append(result)
+    return {**head, "then": after} if after else head
+
+
+def _deliver_one(services: Services, item: notify.Notification) -> dict[str, Any]:
     now = datetime.now(UTC)
     try:
         notify.send(item.channel, channel_target(services.settings, item.channel), item,

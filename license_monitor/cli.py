@@ -197,7 +197,8 @@ def _check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         out.write(json.dumps(report) + "\n")
     else:
         out.write(summary_line(report) + "\n")
-        for sent in report.get("notifications", []):
+        for sent in [one for head in report.get("notifications", [])
+                     for one in (head, *head.get("then", ()))]:
             state = "delivered" if sent.get("delivered") else f"NOT delivered ({sent.get('error')})"
             out.write(f"  alert {sent['event']} on {sent['channel']}: {state}\n")
     return exit_code(str(report.get("level", "unknown")))

@@ -130,7 +130,8 @@ def check_points(
             (GAUGE_DRIFT, _mapping(report.get("gauge")).get("drift")),
         )
         points.extend((name, value, {}) for name, value in figures if _is_number(value))
-    for sent in report.get("notifications") or ():
+    chains = [item for item in report.get("notifications") or () if isinstance(item, Mapping)]
+    for sent in [*chains, *(after for item in chains for after in item.get("then") or ())]:
         if isinstance(sent, Mapping) and sent.get("delivered") is True:
             points.append((ALERT_DELIVERED, 1, {
                 "event": _dimension(sent.get("event")),

@@ -51,6 +51,20 @@ def compact_time(moment: datetime) -> str:
     return utc(moment).strftime("%Y%m%dT%H%M%SZ")
 
 
+def parse_compact_time(text: str) -> datetime:
+    """Inverse of compact_time()."""
+    return datetime.strptime(text, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+
+
+def clock_time(moment: datetime, today: datetime | None = None) -> str:
+    """'09:40 UTC': a time as people read it in an alert; '25 Nov 09:40 UTC' when `today` is
+    given and falls on another (UTC) day."""
+    moment = utc(moment)
+    if today is not None and utc(today).date() != moment.date():
+        return f"{moment.day} {moment:%b %H:%M} UTC"
+    return moment.strftime("%H:%M UTC")
+
+
 def minute_key(minute: datetime) -> str:
     """The row key of a billing minute: '2026-11-26T12:00Z'."""
     return utc(minute).strftime(MINUTE_KEY_FORMAT)

@@ -65,12 +65,14 @@ class Notification:
     """One event for one channel, claimed in state before it is sent.
 
     `id` is stable across retries ("{alert_id}:{event}:{channel}"); receivers may use it (the
-    webhook-id header) or the payload's alert_id to drop duplicates.
+    webhook-id header) or the payload's alert_id to drop duplicates. `then` holds the same
+    channel's next notifications of this check, sent after this one, in order.
     """
 
     id: str
     channel: str
     payload: dict[str, Any]
+    then: tuple[Notification, ...] = ()
 
     @property
     def event(self) -> str:
@@ -79,12 +81,16 @@ class Notification:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form."""
-        return {"id": self.id, "channel": self.channel, "payload": self.payload}
+        data: dict[str, Any] = {"id": self.id, "channel": self.channel, "payload": self.payload}
+        if self.then:
+            data["then"] = [notification.to_dict() for notification in self.then]
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Notification:
         """Inverse of to_dict."""
-        return cls(id=str(data["id"]), channel=str(data["channel"]), payload=dict(data["payload"]))
+        return cls(id=str(data["id"]), channel=str(data["channel"]), payload=dict(data["payload"]),
+                   then=tuple(cls.from_dict(item) for item in data.get("then") or ()))
 
 
 class ChannelSender(Protocol):

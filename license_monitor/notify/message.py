@@ -7,6 +7,7 @@ from typing import Any
 
 from license_monitor.alerting import CAUSES
 from license_monitor.notify import CHANNEL_TITLES
+from license_monitor.times import clock_time, parse_time
 
 TITLES = {
     "breach": "License breach",
@@ -34,7 +35,7 @@ class AlertMessage:
 
     event: str
     title: str  # "Contoso: License breach (CRITICAL)"
-    line: str  # the whole story in one line: what happened, figures, billable peak, link
+    line: str  # the whole story in one line: what happened when, figures, billable peak, link
     facts: tuple[tuple[str, str], ...]
     tone: str  # bad | warning | good
     link: str | None
@@ -44,6 +45,15 @@ class AlertMessage:
 def _level_tag(payload: dict[str, Any]) -> str:
     level = str(payload.get("level") or "")
     return f" ({level.upper()})" if level in ("warning", "critical") else ""
+
+
+def _at(payload: dict[str, Any]) -> str:
+    """' at 09:40 UTC': the time the alert describes (it may be read much later). UTC, as in
+    the payload, the logs and the portal, whatever zone its readers are in."""
+    try:
+        return f" at {clock_time(parse_time(str(payload['occurred_at'])))}"
+    except (KeyError, ValueError):
+        return ""
 
 
 def _number(value: Any) -> str:
@@ -73,7 +83,7 @@ def compose(
                   if upper is not None and billable_peak is not None and upper != billable_peak
                   else "")
 
-    parts = [f"{title}: {payload.get('message', '')}"]
+    parts = [f"{title}{_at(payload)}: {payload.get('message', '')}"]
     if concurrent is not None:
         if event == "overage_locked_in":
             parts.append(f"now {concurrent} of {capacity} in use "

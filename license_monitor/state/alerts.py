@@ -30,6 +30,7 @@ from license_monitor.alerting import (
     CheckFailure,
     Decision,
     Policy,
+    QuietWindowLike,
     Usage,
     decide,
 )
@@ -40,6 +41,7 @@ from license_monitor.state.outbox import (
     DEFAULT_LEASE,
     Outbox,
     channel_errors_of,
+    claims_of,
     record_delivered,
     record_failed,
     record_rejected,
@@ -226,13 +228,15 @@ class AlertStore:
         *,
         quiet: bool = False,
         check_id: str | None = None,
+        quiet_hours: tuple[Sequence[QuietWindowLike], str] = ((), "UTC"),
     ) -> Evaluation:
         """Decide on `outcome`, save the new state and claim what this caller must send.
 
         The write is conditional on the ETag read; on a conflict the state is re-read and the
         decision made again, so of racing evaluations exactly one claims each notification.
         Older notifications that failed, or whose claim lease expired, are claimed again. During
-        quiet hours the state advances but nothing is claimed (decide() holds the events).
+        quiet hours the state advances but nothing is claimed (decide() holds the events), and
+        `quiet_hours` (windows, zone) do not count towards giving up on a notification.
         Checks this process could not record (note_unrecorded) are counted first.
 
         `check_id` names the check (one per orchestration, kept in its history): the same check
@@ -268,8 +272,9 @@ class AlertStore:
                 (event, [other for other in wanted if other != channel],
                  {**event.to_payload(), "channel": channel})
                 for channel, event in notices]
-            outbox, to_send = self._outbox.claim(row.outbox, outgoing, wanted, now, quiet=quiet,
-                                          check_id=check_id)
+            outbox, to_send = self._outbox.claim(row.outbox, outgoing, wanted, now,
+                                                 (decision.state, policy), quiet=quiet,
+                                                 check_id=check_id, quiet_hours=quiet_hours)
             row.state, row.outbox, row.rejections = decision.state, outbox, rejections
             decided = previous.last_checked_at is None or now > previous.last_checked_at
             row.last_check = row.last_check if not decided else {
@@ -304,10 +309,7 @@ class AlertStore:
         if (check is None or check.get("check_id") != check_id
                 or check.get("checked_at") != stamp or row.state.last_checked_at != now):
             return None
-        to_send = [
-            Notification(entry["id"], entry["channel"], entry["payload"]) for entry in row.outbox
-            if entry["status"] == "claimed" and entry.get("check_id") == check_id
-        ]
+        to_send = claims_of(row.outbox, check_id)
         logger.info("The check of %s was decided already: returning its %d unsent claims",
                     stamp, len(to_send))
         decision = Decision.from_dict({"state": row.state.to_dict(), **check["decision"]})

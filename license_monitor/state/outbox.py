@@ -1,20 +1,29 @@
 """The notification outbox of the alert-state row: claims, lanes, retries and rejections.
 
-Entries are plain JSON (id, channel, status, payload, attempts, times, last_error, and the
-check that claimed them). One notification per alert and channel is in flight at a time (a
-lane); a failed one, or one whose claim lease ran out, is claimed again by a later check until
-it is delivered, refused for good ("rejected", never retried) or given up after a day.
+Entries are plain JSON (id, channel, status, payload, attempts, times, last_error, the time
+owed outside quiet hours, and the check that claimed them; `decided` keeps the payload as
+decided when a catch-up rewrote it). One notification per alert and channel is in flight at a
+time (a lane); what a lane owes is reconciled with the present at each check (backlog.py), and
+the message still worth sending is claimed until it is delivered, refused for good ("rejected",
+never retried), superseded by a newer one, or, for a closed alert, given up after a day.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from license_monitor.alerting import AlertEvent, AlertState, Policy
+from license_monitor.alerting import (
+    AlertEvent,
+    AlertState,
+    Policy,
+    QuietWindowLike,
+    time_outside_quiet_hours,
+)
+from license_monitor.backlog import OWED, catch_up, is_open
 from license_monitor.deadline import RECORD_GRACE_SECONDS
 from license_monitor.notify import Notification, rejection_message
 from license_monitor.notify.http import LONGEST_DELIVERY_SECONDS
@@ -28,8 +37,9 @@ MAX_OUTBOX_ENTRIES = 300
 DEFAULT_LEASE = timedelta(seconds=LONGEST_DELIVERY_SECONDS + RECORD_GRACE_SECONDS)
 DEFAULT_GIVE_UP_AFTER = timedelta(hours=24)
 DEFAULT_KEEP_FINISHED = timedelta(days=7)
-# Delivered, given up after a day, or refused by the receiver for good: never sent again.
-FINISHED = ("delivered", "abandoned", "rejected")
+# Delivered, given up after a day, refused by the receiver for good, or no longer worth sending
+# (a newer message of the same alert says what is true now): never sent again.
+FINISHED = ("delivered", "abandoned", "rejected", "superseded")
 _ENTRY_KEYS = ("id", "channel", "status", "payload", "attempts", "created_at", "updated_at")
 
 
@@ -47,70 +57,95 @@ class Outbox:
         events: Sequence[tuple[AlertEvent, Sequence[str], dict[str, Any]]],
         channels: list[str],
         now: datetime,
+        present: tuple[AlertState, Policy],
         *,
         quiet: bool = False,
         check_id: str | None = None,
+        quiet_hours: tuple[Sequence[QuietWindowLike], str] = ((), "UTC"),
     ) -> tuple[list[dict[str, Any]], list[Notification]]:
-        """Claim what is owed and add new events (channels, payload), one in flight per lane.
+        """Add new events (channels, payload) and claim what each lane still owes, one at a time.
 
-        A notification waits ("pending") while an earlier one of the same alert on the same
-        channel is undelivered, so a receiver never gets a resolve before its trigger. A claim
-        remembers the check that made it (`checked_at`, `check_id`).
+        Per alert and channel (a lane) the messages owed are reconciled with `present` (the
+        alert state after this check, and the policy; see backlog.catch_up): one message is
+        claimed, those no longer worth sending are dropped ("superseded"), so a receiver never
+        gets a resolve before its trigger nor a stale backlog. Owed messages of a closed alert
+        are given up after `give_up_after` of time outside `quiet_hours` (windows, zone); an open
+        one never is. Claims go out oldest first: a channel's claims of one check are chained
+        (Notification.then) so they arrive in that order. A claim remembers its check.
         """
-        if quiet:
-            return self.prune(outbox, now), []
-        lease_until = format_time(now + self.lease)
-        to_send: list[Notification] = []
-        busy: set[tuple[str, str]] = set()  # (alert_id, channel) with a notification in flight
-
-        def claim(entry: dict[str, Any]) -> None:
-            entry.update(
-                status="claimed", lease_until=lease_until, attempts=entry["attempts"] + 1,
-                updated_at=format_time(now), checked_at=format_check_time(now), check_id=check_id,
-            )
-            to_send.append(Notification(entry["id"], entry["channel"], entry["payload"]))
-
-        for entry in outbox:
-            if entry["status"] in FINISHED or entry["channel"] not in channels:
-                continue
-            lane = (str(entry["payload"].get("alert_id")), str(entry["channel"]))
-            if lane in busy:
-                continue
-            if (entry["status"] == "pending" or self.owed(entry, now)) and (
-                    now - parse_time(entry["created_at"]) >= self.give_up_after):
-                entry.update(status="abandoned", lease_until=None, updated_at=format_time(now))
-                logger.warning(
-                    "Gave up on notification %s after %d attempts: %s",
-                    entry["id"], entry["attempts"], entry.get("last_error"),
-                )
-                continue
-            if entry["status"] == "pending" or self.owed(entry, now):
-                claim(entry)
-            busy.add(lane)
+        _age(outbox, now, quiet_hours)
         known = {entry["id"] for entry in outbox}
         for event, event_channels, payload in events:
             for channel in event_channels:
                 notification_id = f"{event.key}:{channel}"
-                if notification_id in known:
-                    continue
-                entry = {
-                    "id": notification_id,
-                    "channel": channel,
-                    "payload": payload,
-                    "status": "pending",
-                    "lease_until": None,
-                    "attempts": 0,
-                    "created_at": format_time(now),
-                    "updated_at": format_time(now),
-                    "last_error": None,
-                }
-                outbox.append(entry)
-                known.add(notification_id)
-                lane = (event.alert_id, channel)
-                if lane not in busy:
-                    claim(entry)
-                    busy.add(lane)
-        return self.prune(outbox, now), to_send
+                if notification_id not in known:
+                    outbox.append(new_entry(notification_id, channel, payload, now))
+                    known.add(notification_id)
+        if quiet:
+            return self.prune(outbox, now), []
+        state, policy = present
+        lanes: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for entry in outbox:
+            if entry["channel"] in channels:
+                lane = (str(entry["payload"].get("alert_id")), str(entry["channel"]))
+                lanes.setdefault(lane, []).append(entry)
+        claimed: list[dict[str, Any]] = []
+        for (alert_id, channel), entries in lanes.items():
+            if any(entry["status"] == "claimed" and not self.owed(entry, now)
+                   for entry in entries):
+                continue  # one in flight per lane: the next check looks again
+            carrier = self._catch_up(alert_id, channel, entries, state=state, policy=policy,
+                                     now=now)
+            if carrier is not None:
+                carrier.update(
+                    status="claimed", lease_until=format_time(now + self.lease),
+                    attempts=carrier["attempts"] + 1, updated_at=format_time(now),
+                    checked_at=format_check_time(now), check_id=check_id)
+                claimed.append(carrier)
+        order = {id(entry): index for index, entry in enumerate(outbox)}
+        claimed.sort(key=lambda entry: order[id(entry)])
+        return self.prune(outbox, now), chain(
+            [Notification(entry["id"], entry["channel"], entry["payload"]) for entry in claimed])
+
+    def _catch_up(
+        self, alert_id: str, channel: str, entries: list[dict[str, Any]], *, state: AlertState,
+        policy: Policy, now: datetime,
+    ) -> dict[str, Any] | None:
+        """Reconcile one lane: drop or give up what no longer matters; the entry to send."""
+        owed = [entry for entry in entries if entry["status"] == "pending" or self.owed(entry, now)]
+        if not owed:
+            return None
+        stamp = format_time(now)
+        if not is_open(alert_id, state) and max(
+                entry.get("owed_seconds", 0) for entry in owed
+        ) >= self.give_up_after.total_seconds():
+            for entry in owed:
+                entry.update(status="abandoned", lease_until=None, updated_at=stamp)
+                logger.warning("Gave up on notification %s after %d attempts: %s",
+                               entry["id"], entry["attempts"], entry.get("last_error"))
+            return None
+        try:
+            lane = [(AlertEvent.from_payload(entry.get("decided") or entry["payload"]),
+                     OWED if any(entry is item for item in owed) else str(entry["status"]))
+                    for entry in entries]
+        except (KeyError, TypeError, ValueError):  # another version's entry: send as it is
+            return owed[0]
+        plan = catch_up(lane, state, policy, now, pagerduty=channel == "pagerduty")
+        for index in plan.drop:
+            entries[index].update(status="superseded", lease_until=None, updated_at=stamp)
+            logger.info("Notification %s superseded: no longer worth sending",
+                        entries[index]["id"])
+        if plan.send is None:
+            return None
+        carrier = entries[plan.send]
+        if plan.event is not None and plan.event != lane[plan.send][0]:
+            carrier.setdefault("decided", carrier["payload"])
+            carrier["payload"] = plan.event.to_payload()
+        else:
+            carrier["payload"] = carrier.pop("decided", carrier["payload"])
+        # The lane's age goes with the message that now carries it.
+        carrier["owed_seconds"] = max(entry.get("owed_seconds", 0) for entry in owed)
+        return carrier
 
     @staticmethod
     def owed(entry: Mapping[str, Any], now: datetime) -> bool:
@@ -135,6 +170,48 @@ class Outbox:
                 logger.warning("Outbox full: dropped undelivered notification %s", victim["id"])
             kept.remove(victim)
         return kept
+
+
+def new_entry(notification_id: str, channel: str, payload: dict[str, Any], now: datetime,
+              ) -> dict[str, Any]:
+    """An outbox entry for a message decided now, not claimed yet."""
+    stamp = format_time(now)
+    return {"id": notification_id, "channel": channel, "payload": payload, "status": "pending",
+            "lease_until": None, "attempts": 0, "created_at": stamp, "updated_at": stamp,
+            "last_error": None, "owed_seconds": 0, "aged_at": stamp}
+
+
+def _age(outbox: list[dict[str, Any]], now: datetime,
+         quiet_hours: tuple[Sequence[QuietWindowLike], str]) -> None:
+    """Add to each unfinished entry the time it has been owed since the last check, quiet hours
+    aside: the give-up clock stops while nothing may be sent anyway."""
+    stamp = format_time(now)
+    spans: dict[str, int] = {}
+    for entry in outbox:
+        if entry["status"] in FINISHED:
+            continue
+        since = str(entry.get("aged_at") or entry["created_at"])
+        if since not in spans:
+            spans[since] = int(time_outside_quiet_hours(
+                parse_time(since), now, *quiet_hours).total_seconds())
+        entry["owed_seconds"] = int(entry.get("owed_seconds", 0)) + spans[since]
+        entry["aged_at"] = stamp
+
+
+
+def chain(notifications: Sequence[Notification]) -> list[Notification]:
+    """One notification per channel, the others of that channel chained after it in order."""
+    heads: dict[str, list[Notification]] = {}
+    for notification in notifications:
+        heads.setdefault(notification.channel, []).append(notification)
+    return [replace(first, then=tuple(rest)) for first, *rest in heads.values()]
+
+
+def claims_of(outbox: Sequence[Mapping[str, Any]], check_id: str) -> list[Notification]:
+    """The notifications a check claimed and are still unsent, chained as claim() returned them."""
+    return chain([Notification(entry["id"], entry["channel"], entry["payload"])
+                  for entry in outbox
+                  if entry["status"] == "claimed" and entry.get("check_id") == check_id])
 
 
 def record_delivered(

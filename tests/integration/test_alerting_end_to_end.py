@@ -140,9 +140,9 @@ def test_every_channel_gets_breach_escalation_and_resolution_once_each(
     assert breach["billing"]["period_start"] == "2026-11-01"
     assert breach["link"] == LINK
     assert breach["summary"] == (
-        f"Contoso: License breach (WARNING): 92 of 100 concurrent licenses in use (92.0%), "
-        f"warning threshold 90%; {breach['agents']} agents, {breach['admins']} admins; billable "
-        f"peak so far {breach['billable_peak']}. Manual check: {LINK}")
+        f"Contoso: License breach (WARNING) at 08:40 UTC: 92 of 100 concurrent licenses in use "
+        f"(92.0%), warning threshold 90%; {breach['agents']} agents, {breach['admins']} admins; "
+        f"billable peak so far {breach['billable_peak']}. Manual check: {LINK}")
     assert f"billable peak so far {breach['billable_peak']}" in (
         channels.slack.delivered[0].body["text"])
     assert channels.pagerduty.delivered[0].body["payload"]["summary"] == breach["summary"]
@@ -434,15 +434,17 @@ def test_a_storage_outage_is_alerted_once_storage_is_back(
 
     assert [report["level"] for report in down] == ["unknown"] * 3
     assert all("Table Storage at 127.0.0.1" in report["error"] for report in down)
-    assert webhook_events(w) == ["breach", "monitor_failing", "monitor_recovered"]
-    failing = w.receiver.delivered[1].body
-    assert failing["cause"] == "storage_unavailable"
-    assert failing["message"].startswith("License checks failed 3 times in a row (storage "
-                                         "unavailable)")
-    # The recovery waits one check behind its failure alert: receivers get them in order.
-    assert (back["events"], after["notifications"]) == (
+    # Failing and recovered are decided together when storage is back: the outage is over,
+    # so receivers get one line saying what happened, from when to when.
+    assert webhook_events(w) == ["breach", "monitor_recovered"]
+    recovered = w.receiver.delivered[1].body
+    assert recovered["cause"] == "storage_unavailable"
+    assert recovered["message"].startswith(
+        "checks failing since 08:40 UTC (storage unavailable) ended at 09:40 UTC; License checks "
+        "work again after 3 failures: 92 of 100")
+    assert (back["events"], back["notifications"], after["notifications"]) == (
         ["monitor_failing", "monitor_recovered"],
-        [{"event": "monitor_recovered", "channel": "webhook", "delivered": True}])
+        [{"event": "monitor_recovered", "channel": "webhook", "delivered": True}], [])
 
 
 # ---- billable peak ----------------------------------------------------------------------------
@@ -496,7 +498,7 @@ def test_reminders_repeat_while_the_breach_lasts(world: Callable[..., World]) ->
     assert webhook_events(w) == ["breach", "reminder", "reminder", "resolved"]
     reminders = [item for item in w.receiver.delivered if item.body["event"] == "reminder"]
     assert len({item.headers["webhook-id"] for item in reminders}) == 2
-    assert reminders[0].body["message"].endswith("; breached since 2026-11-26T08:20:00Z")
+    assert reminders[0].body["message"].endswith("; breached since 08:20 UTC")
 
 
 def test_a_breach_in_quiet_hours_is_sent_once_when_they_end(world: Callable[..., World]) -> None:
@@ -512,7 +514,7 @@ def test_a_breach_in_quiet_hours_is_sent_once_when_they_end(world: Callable[...,
         None, ["breach"], ["breach", "escalation"], None, None]
     [breach] = w.receiver.delivered
     assert (breach.body["level"], breach.body["concurrent"]) == ("critical", 96)
-    assert breach.body["message"].endswith("; breached since 2026-11-26T08:40:00Z")
+    assert breach.body["message"].endswith("; breached since 08:40 UTC")
 
 
 def test_a_breach_announced_before_quiet_hours_gets_its_resolution_after(
@@ -538,6 +540,152 @@ def test_a_breach_opened_and_closed_in_quiet_hours_pages_nobody(
     w.check()  # 09:40, after the window
 
     assert webhook_events(w) == []
+
+
+# ---- a channel back after an outage -------------------------------------------------------------
+
+def test_receivers_back_after_an_outage_hear_what_is_still_true_oldest_first(
+    every_channel: Callable[..., tuple[World, Channels]],
+) -> None:
+    w, channels = every_channel()
+    down = (w.receiver, channels.slack, channels.pagerduty)
+    for receiver in down:
+        receiver.set_down(True)
+    during = []
+    for online in (92, 97, 50, 92):  # 08:20, 08:40, 09:00, 09:20
+        w.at_level(online)
+        during.append(w.check())
+    assert [report["events"] for report in during] == [
+        ["breach"], ["escalation"], ["resolved"], ["breach"]]
+    assert all(receiver.delivered == [] for receiver in down)
+
+    for receiver in down:
+        receiver.set_down(False)
+    w.at_level(92)
+    back = w.check()  # 09:40
+    w.at_level(92)
+    after = w.check()  # 10:00
+
+    # All of it at the first check back, the old episode first, each channel's in that order.
+    first, second = "breach-20261126T082000Z", "breach-20261126T092000Z"
+    assert sorted(back["notifications"], key=lambda sent: sent["channel"]) == [
+        {"event": "breach", "channel": "pagerduty", "delivered": True},
+        {"event": "resolved", "channel": "slack", "delivered": True,
+         "then": [{"event": "breach", "channel": "slack", "delivered": True}]},
+        {"event": "resolved", "channel": "webhook", "delivered": True,
+         "then": [{"event": "breach", "channel": "webhook", "delivered": True}]},
+    ]
+    assert after["notifications"] == []
+    ended = ("breach at 08:20 UTC (97 of 100, critical) ended at 09:00 UTC; 50 of 100 concurrent "
+             "licenses in use (50.0%), below the 85% clear level")
+    assert [(item.body["event"], item.body["alert_id"], item.body["message"])
+            for item in w.receiver.delivered] == [
+        ("resolved", first, ended),
+        ("breach", second, "92 of 100 concurrent licenses in use (92.0%), warning threshold 90%; "
+                           "breached since 09:20 UTC"),
+    ]
+    assert w.receiver.delivered[1].body["occurred_at"] == "2026-11-26T09:40:00Z"
+    # The last thing a person reads: the breach open now.
+    assert [item.body["text"].split(";")[0] for item in channels.slack.delivered] == [
+        "Contoso: License breach resolved at 09:00 UTC: breach at 08:20 UTC (97 of 100, "
+        "critical) ended at 09:00 UTC",
+        "Contoso: License breach (WARNING) at 09:40 UTC: 92 of 100 concurrent licenses in use "
+        "(92.0%), warning threshold 90%"]
+    # PagerDuty pages for the open breach only: the first one was over before it could page.
+    assert [(item.body["event_action"], item.body["dedup_key"])
+            for item in channels.pagerduty.delivered] == [("trigger", second)]
+    # Channels that were up heard the story as it happened.
+    assert [mail.body["message"]["subject"].split(":")[1].strip()
+            for mail in channels.graph.delivered] == [
+        "License breach (WARNING)", "License breach escalated (CRITICAL)",
+        "License breach resolved", "License breach (WARNING)"]
+
+
+def test_stale_reminders_collapse_and_never_hold_back_the_resolution(
+    world: Callable[..., World],
+) -> None:
+    w = world(REMIND_EVERY_MINUTES="20")
+    w.at_level(93)
+    assert w.check()["events"] == ["breach"]  # 08:20, delivered
+    w.receiver.set_down(True)
+    for _ in range(4):  # 08:40 .. 09:40: a reminder each, none delivered
+        w.at_level(93)
+        assert w.check()["events"] == ["reminder"]
+    assert w.services.state is not None
+    owed = [entry for entry in w.services.state.alerts.outbox()
+            if entry["status"] not in ("delivered", "superseded")]
+    assert [entry["payload"]["event"] for entry in owed] == ["reminder"]  # the latest only
+    w.at_level(40)
+    assert w.check()["events"] == ["resolved"]  # 10:00, not delivered either
+
+    w.receiver.set_down(False)
+    w.at_level(40)
+    back = w.check()  # 10:20
+
+    assert back["notifications"] == [{"event": "resolved", "channel": "webhook",
+                                      "delivered": True}]
+    assert webhook_events(w) == ["breach", "resolved"]
+    assert w.receiver.delivered[1].body["message"] == (
+        "breach at 08:20 UTC (93 of 100, warning) ended at 10:00 UTC; 40 of 100 concurrent "
+        "licenses in use (40.0%), below the 85% clear level")
+
+
+def outage(w: World, levels: list[int], hours: int) -> None:
+    """Checks every `hours` hours at these levels, the webhook receiver down all along."""
+    w.receiver.set_down(True)
+    for online in levels:
+        w.at_level(online, minutes_later=hours * 60)
+        w.check()
+    w.receiver.set_down(False)
+
+
+# Checks hours apart measure the minutes in between (backfill): no client-side request pacing.
+UNPACED = {"REQUEST_BUDGET_PER_MINUTE": "10000"}
+
+
+def test_an_open_breach_is_sent_current_however_long_the_outage(
+    world: Callable[..., World],
+) -> None:
+    w = world(**UNPACED)
+    outage(w, [92, 92, 97, 97, 97], hours=7)  # 15:00 .. the next day 19:00: 28 hours
+    w.at_level(96)
+    back = w.check()  # 19:20 on the next day
+
+    assert back["notifications"] == [{"event": "breach", "channel": "webhook",
+                                      "delivered": True}]
+    [breach] = w.receiver.delivered
+    assert (breach.body["level"], breach.body["concurrent"], breach.body["occurred_at"]) == (
+        "critical", 96, "2026-11-27T19:20:00Z")
+    assert breach.body["message"].endswith("; breached since 26 Nov 15:00 UTC")
+
+
+def test_a_closed_episode_owed_a_day_outside_quiet_hours_is_given_up(
+    world: Callable[..., World],
+) -> None:
+    w = world(**UNPACED)
+    outage(w, [92, 40, 40, 40, 40], hours=7)  # breach at 15:00, resolved at 22:00: 28 hours
+    w.at_level(40)
+    back = w.check()
+
+    assert back["notifications"] == []
+    assert w.receiver.delivered == []
+    assert w.services.state is not None
+    assert [entry["status"] for entry in w.services.state.alerts.outbox()] == [
+        "superseded", "abandoned"]
+
+
+def test_quiet_hours_do_not_count_towards_giving_up(world: Callable[..., World]) -> None:
+    # Quiet from Thursday 22:00 to Saturday 08:00 UTC: the same 28 hours, 24 of them quiet.
+    w = world(QUIET_HOURS="Thu 22:00-24:00; Fri 00:00-24:00; Sat 00:00-08:00", **UNPACED)
+    outage(w, [92, 40, 40, 40, 40], hours=7)  # 15:00 .. Friday 19:00
+    w.at_level(40, minutes_later=13 * 60)
+    back = w.check()  # Saturday 08:20
+
+    assert back["notifications"] == [{"event": "resolved", "channel": "webhook",
+                                      "delivered": True}]
+    [resolved] = w.receiver.delivered
+    assert resolved.body["message"].startswith(
+        "breach at 26 Nov 15:00 UTC (92 of 100, warning) ended at 26 Nov 22:00 UTC; ")
 
 
 # ---- checks that cannot be evaluated ------------------------------------------------------------

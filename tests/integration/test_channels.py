@@ -49,8 +49,9 @@ def graph_target(graph: GraphServer, **changes: Any) -> dict[str, Any]:
 
 
 BREACH_LINE = (
-    "Contoso: License breach (WARNING): 461 of 500 concurrent licenses in use (92.2%), warning "
-    f"threshold 90%; 414 agents, 47 admins; billable peak so far 455. Manual check: {LINK}"
+    "Contoso: License breach (WARNING) at 12:00 UTC: 461 of 500 concurrent licenses in use "
+    "(92.2%), warning threshold 90%; 414 agents, 47 admins; billable peak so far 455. Manual "
+    f"check: {LINK}"
 )
 BREACH_FACTS = [
     ("In use (window peak)", "461 of 500 (92.2%)"),
@@ -222,7 +223,8 @@ def test_pagerduty_failing_monitor_has_its_own_key_and_is_resolved_by_recovery(
         ("resolve", "failing-20261126T120500Z", None),
     ]
     assert bodies[1]["payload"]["summary"].startswith(
-        "License monitor failing: License checks failed 2 times in a row (bad credentials)")
+        "License monitor failing at 12:10 UTC: License checks failed 2 times in a row (bad "
+        "credentials)")
 
 
 def test_pagerduty_refusal_names_the_host_but_never_the_routing_key(

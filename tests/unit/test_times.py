@@ -9,10 +9,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from license_monitor.times import (
+    clock_time,
     compact_time,
     format_precise,
     format_time,
     minute_key,
+    parse_compact_time,
     parse_minute_key,
     parse_time,
     utc,
@@ -42,6 +44,14 @@ def test_minute_keys_and_alert_ids() -> None:
     assert minute_key(minute) == "2026-11-26T12:07Z"
     assert parse_minute_key("2026-11-26T12:07Z") == minute
     assert compact_time(minute) == "20261126T120700Z"
+    assert parse_compact_time("20261126T120700Z") == minute
+
+
+def test_alert_times_read_as_a_clock_with_the_day_when_not_today() -> None:
+    moment = datetime(2026, 11, 26, 10, 40, tzinfo=CET)
+    assert clock_time(moment) == "09:40 UTC"
+    assert clock_time(moment, datetime(2026, 11, 26, 23, 59, tzinfo=UTC)) == "09:40 UTC"
+    assert clock_time(moment, datetime(2026, 11, 27, 0, 1, tzinfo=UTC)) == "26 Nov 09:40 UTC"
 
 
 @pytest.mark.parametrize("call", [format_time, format_precise, minute_key, compact_time, utc])

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 import requests
 
 from license_monitor.alerting import CheckFailure, Policy, Usage
-from license_monitor.notify import DeliveryError, send
+from license_monitor.notify import DeliveryError, Notification, send
 from license_monitor.state import Evaluation, StateStore
 from license_monitor.usage import MinuteProfile
 from tests.fixtures.receivers import HttpReceiver
@@ -27,17 +27,29 @@ def usage(concurrent: int) -> Usage:
 def no_sleep(_: float) -> None:
     """Retries in these tests never wait."""
 
+def claimed(evaluation: Evaluation) -> list[Notification]:
+    """Every notification the evaluation claimed, each channel's chain in order."""
+    return [one for head in evaluation.to_send for one in (head, *head.then)]
+
+
 def deliver(store: StateStore, evaluation: Evaluation, receiver: HttpReceiver,
             session: requests.Session, now: datetime) -> None:
-    """What the notify activity does: send each claimed notification, then record the outcome."""
-    for notification in evaluation.to_send:
-        try:
-            send(notification.channel, {"url": receiver.url, "secret": SECRET}, notification,
-                 session=session, now=now, sleep=no_sleep)
-        except DeliveryError as err:
-            store.alerts.mark_failed(notification.id, str(err), now)
-        else:
-            store.alerts.mark_delivered(notification.id, now)
+    """What the notify activity does: send each claimed notification, then record the outcome;
+    after a failure, the rest of that channel's chain waits for the next check."""
+    for head in evaluation.to_send:
+        failed: str | None = None
+        for notification in (head, *head.then):
+            if failed is not None:
+                store.alerts.mark_failed(notification.id, f"not sent: {failed}", now)
+                continue
+            try:
+                send(notification.channel, {"url": receiver.url, "secret": SECRET},
+                     notification, session=session, now=now, sleep=no_sleep)
+            except DeliveryError as err:
+                failed = str(err)
+                store.alerts.mark_failed(notification.id, failed, now)
+            else:
+                store.alerts.mark_delivered(notification.id, now)
 
 
 def check(store: StateStore, receiver: HttpReceiver, session: requests.Session,

@@ -9,11 +9,13 @@ import pytest
 import requests
 
 from license_monitor.alerting import AlertState, CheckFailure
+from license_monitor.settings import QuietWindow
 from license_monitor.state import (
     Evaluation,
     StateStore,
 )
 from license_monitor.state.alerts import DEFAULT_LEASE
+from license_monitor.times import format_time
 from simulator.azurite import (
     Azurite,
 )
@@ -24,6 +26,7 @@ from tests.integration.state.helpers import (
     POLICY,
     at,
     check,
+    claimed,
     delivered_events,
     usage,
 )
@@ -119,20 +122,35 @@ def test_failed_delivery_is_claimed_again_by_the_next_check_and_delivered_once(
     assert store.alerts.outbox()[0]["attempts"] == 2
 
 
-def test_a_resolve_waits_until_its_breach_reached_that_channel(
+def test_a_breach_that_ended_while_the_channel_was_down_arrives_as_one_line(
     store: StateStore, receiver: HttpReceiver, session: requests.Session
 ) -> None:
     receiver.set_down(True)
     check(store, receiver, session, usage(461), at(0))  # breach: failed
     receiver.set_down(False)
-    second = check(store, receiver, session, usage(300), at(5))  # resolved: the breach first
+    second = check(store, receiver, session, usage(300), at(5))  # resolved: all of it at once
     third = check(store, receiver, session, usage(300), at(10))
 
-    assert [n.payload["event"] for n in second.to_send] == ["breach"]
+    assert [n.payload["event"] for n in claimed(second)] == ["resolved"]
     assert [e.event for e in second.decision.events] == ["resolved"]
-    assert [n.payload["event"] for n in third.to_send] == ["resolved"]
-    assert delivered_events(receiver) == ["breach", "resolved"]
-    assert [entry["status"] for entry in store.alerts.outbox()] == ["delivered", "delivered"]
+    assert claimed(third) == []
+    [resolved] = receiver.delivered
+    assert resolved.body["message"] == (
+        "breach at 12:00 UTC (461 of 500, warning) ended at 12:05 UTC; 300 of 500 concurrent "
+        "licenses in use (60.0%), below the 85% clear level")
+    assert [entry["status"] for entry in store.alerts.outbox()] == ["superseded", "delivered"]
+
+
+def test_a_resolve_waits_until_its_breach_reached_that_channel(store: StateStore) -> None:
+    [breach] = store.alerts.evaluate(usage(461), POLICY, at(0), ["webhook"]).to_send
+    # The breach is on its way (claimed, its lease running) when the episode ends.
+    during = store.alerts.evaluate(usage(300), POLICY, at(0.5), ["webhook"])
+    store.alerts.mark_delivered(breach.id, at(0.75))
+    after = store.alerts.evaluate(usage(300), POLICY, at(1), ["webhook"])
+
+    assert claimed(during) == []
+    assert [(n.payload["event"], n.payload["message"]) for n in claimed(after)] == [
+        ("resolved", "300 of 500 concurrent licenses in use (60.0%), below the 85% clear level")]
 
 
 def test_quiet_hours_hold_new_events_and_retries(
@@ -147,9 +165,11 @@ def test_quiet_hours_hold_new_events_and_retries(
 
     assert quiet.to_send == []
     assert [e.event for e in quiet.decision.state.held] == ["escalation"]
-    assert [n.payload["event"] for n in after.to_send] == ["breach"]  # the escalation waits
+    # The breach nobody heard goes out as it is now: critical; the escalation adds nothing.
+    assert [(n.payload["event"], n.payload["level"]) for n in after.to_send] == [
+        ("breach", "critical")]
     check(store, receiver, session, usage(480), at(15))
-    assert delivered_events(receiver) == ["breach", "escalation"]
+    assert delivered_events(receiver) == ["breach"]
 
 
 def test_checks_storage_could_not_record_alert_once_it_is_back(
@@ -164,9 +184,12 @@ def test_checks_storage_could_not_record_alert_once_it_is_back(
     later = check(store, receiver, session, usage(461), at(25))
 
     assert [e.event for e in back.decision.events] == ["monitor_failing", "monitor_recovered"]
-    assert delivered_events(receiver) == ["breach", "monitor_failing", "monitor_recovered"]
+    # Failing and recovered at once: one line says what happened and that it is over.
+    assert delivered_events(receiver) == ["breach", "monitor_recovered"]
     assert receiver.delivered[1].body["cause"] == "storage_unavailable"
-    assert "3 times in a row" in receiver.delivered[1].body["message"]
+    assert receiver.delivered[1].body["message"].startswith(
+        "checks failing since 12:05 UTC (storage unavailable) ended at 12:20 UTC; License "
+        "checks work again after 3 failures: ")
     assert later.decision.events == ()
     assert store.alerts.load_state().level == "warning"
 
@@ -181,7 +204,9 @@ def test_claimed_but_unconfirmed_notification_waits_for_its_lease(store: StateSt
 
     assert len(first.to_send) == 1
     assert during_lease.to_send == []
-    assert after_lease.to_send == first.to_send
+    assert [n.id for n in after_lease.to_send] == [n.id for n in first.to_send]
+    # Sent again as it is now (the receiver de-duplicates on the id).
+    assert after_lease.to_send[0].payload["occurred_at"] == format_time(lease_ends)
 
 
 def test_delivered_notification_is_never_sent_again(store: StateStore) -> None:
@@ -216,14 +241,54 @@ def test_a_removed_channel_is_not_retried(store: StateStore) -> None:
     assert [n.channel for n in retry.to_send] == ["webhook"]
 
 
-def test_notification_undelivered_for_a_day_is_abandoned(store: StateStore) -> None:
-    [notification] = store.alerts.evaluate(usage(461), POLICY, at(0), ["webhook"]).to_send
-    store.alerts.mark_failed(notification.id, "down", at(1))
+def test_a_closed_episode_undelivered_for_a_day_is_given_up(store: StateStore) -> None:
+    [breach] = store.alerts.evaluate(usage(461), POLICY, at(0), ["webhook"]).to_send
+    store.alerts.mark_failed(breach.id, "down", at(1))
+    [resolved] = store.alerts.evaluate(usage(300), POLICY, at(5), ["webhook"]).to_send
+    store.alerts.mark_failed(resolved.id, "down", at(6))
 
-    retry = store.alerts.evaluate(usage(461), POLICY, at(24 * 60), ["webhook"])
+    before = store.alerts.evaluate(usage(300), POLICY, at(24 * 60 - 1), ["webhook"])
+    store.alerts.mark_failed(resolved.id, "down", at(24 * 60 - 1))
+    retry = store.alerts.evaluate(usage(300), POLICY, at(24 * 60), ["webhook"])
 
+    assert [n.payload["event"] for n in before.to_send] == ["resolved"]
     assert retry.to_send == []
-    assert [entry["status"] for entry in store.alerts.outbox()] == ["abandoned"]
+    assert [entry["status"] for entry in store.alerts.outbox()] == ["superseded", "abandoned"]
+
+
+def test_an_open_breach_is_never_given_up_and_goes_out_current(store: StateStore) -> None:
+    [breach] = store.alerts.evaluate(usage(461), POLICY, at(0), ["webhook"]).to_send
+    for hour in range(1, 31):
+        store.alerts.mark_failed(breach.id, "down", at(60 * hour - 59))
+        retry = store.alerts.evaluate(usage(480), POLICY, at(60 * hour), ["webhook"])
+
+    [current] = retry.to_send
+    assert current.id == breach.id
+    assert (current.payload["event"], current.payload["level"], current.payload["concurrent"],
+            current.payload["occurred_at"]) == ("breach", "critical", 480, "2026-11-27T18:00:00Z")
+    assert current.payload["message"].endswith("; breached since 26 Nov 12:00 UTC")
+
+
+def test_quiet_hours_do_not_count_towards_giving_up(store: StateStore) -> None:
+    # Quiet from Thursday 13:00 to Friday 17:00 UTC: 28 hours.
+    quiet_hours = ([QuietWindow(frozenset({3}), 13 * 60, 24 * 60),
+                    QuietWindow(frozenset({4}), 0, 17 * 60)], "UTC")
+
+    def evaluate(concurrent: int, hours: float) -> Evaluation:
+        return store.alerts.evaluate(usage(concurrent), POLICY, at(60 * hours), ["webhook"],
+                                     quiet=13 <= 12 + hours < 41, quiet_hours=quiet_hours)
+
+    [breach] = evaluate(461, 0).to_send
+    store.alerts.mark_failed(breach.id, "down", at(1))
+    [resolved] = evaluate(300, 0.5).to_send
+    store.alerts.mark_failed(resolved.id, "down", at(31))
+    for hour in range(1, 30):  # 29 checks, all but the last inside the window
+        evaluate(300, hour)
+    after = evaluate(300, 30)  # Friday 18:00
+
+    assert [n.payload["event"] for n in claimed(after)] == ["resolved"]
+    [entry] = [entry for entry in store.alerts.outbox() if entry["status"] == "claimed"]
+    assert entry["owed_seconds"] == 2 * 3600  # the hour before the window, and the one after
 
 
 def test_delivered_entries_leave_the_outbox_after_a_week(store: StateStore) -> None:
@@ -279,25 +344,25 @@ def test_a_rejection_is_announced_once_on_the_other_channels_until_the_channel_d
     store: StateStore,
 ) -> None:
     channels = ["webhook", "slack"]
-    claimed = store.alerts.evaluate(usage(461), POLICY, at(0), channels).to_send
-    for notification in claimed:
+    first = store.alerts.evaluate(usage(461), POLICY, at(0), channels).to_send
+    for notification in first:
         if notification.channel == "slack":
             store.alerts.mark_rejected(notification.id, "the Slack webhook at h answered HTTP "
                                        "403 (invalid_token)", at(0))
         else:
             store.alerts.mark_delivered(notification.id, at(0))
     announced = store.alerts.evaluate(usage(480), POLICY, at(5), channels)
-    for notification in announced.to_send:
+    for notification in claimed(announced):
         if notification.channel == "slack":  # the escalation: refused again
             store.alerts.mark_rejected(notification.id, "HTTP 403", at(5))
         else:
             store.alerts.mark_delivered(notification.id, at(5))
     quiet = store.alerts.evaluate(usage(480), POLICY, at(10), channels)
 
-    assert sorted(n.id for n in announced.to_send) == [
+    assert sorted(n.id for n in claimed(announced)) == [
         "breach-20261126T120000Z:escalation:slack", "breach-20261126T120000Z:escalation:webhook",
         "channel-slack-20261126T120000Z:channel_rejected:webhook"]
-    [notice] = [n for n in announced.to_send if n.payload["event"] == "channel_rejected"]
+    [notice] = [n for n in claimed(announced) if n.payload["event"] == "channel_rejected"]
     assert notice.payload["message"] == (
         "Slack rejects our messages: HTTP 403 (invalid_token); check SLACK_WEBHOOK_URL")
     assert quiet.to_send == []
