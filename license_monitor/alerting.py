@@ -41,6 +41,7 @@ CAUSES: dict[str, str] = {
     "permission_missing": "permission missing",
     "platform_unavailable": "Genesys Cloud unavailable",
     "storage_unavailable": "storage unavailable",
+    "clock_skew": "clock running fast",
     "check_failed": "check failed",
 }
 _PERMISSION = re.compile(r"missing the permission\(?s?\)? ([^\s()]+)", re.IGNORECASE)
@@ -214,6 +215,8 @@ def failure_cause(reason: str) -> str:
     are written for people); the patterns below are those messages' fixed wording.
     """
     text = reason.lower()
+    if "clock is" in text and "ahead of" in text:
+        return "clock_skew"
     if "table storage" in text:
         return "storage_unavailable"
     if "permission" in text and ("missing" in text or "lacks" in text):
@@ -553,6 +556,7 @@ def decide(
     *,
     quiet: bool = False,
     missed: Sequence[tuple[datetime, CheckFailure]] = (),
+    trusted_until: datetime | None = None,
 ) -> Decision:
     """Apply the alert policy of DESIGN.md §8 to one check's outcome.
 
@@ -560,8 +564,14 @@ def decide(
         quiet: the check runs in quiet hours: the state advances, the events are held.
         missed: earlier failed checks the state could not record (storage was down), oldest
             first; those newer than the last decided check are counted before this one.
+        trusted_until: the latest check time that can be true (the storage service's clock
+            plus the tolerated skew): a state stamped later was decided on a clock running
+            fast, and is repaired (its time dropped), not obeyed.
     """
     now = utc(now)
+    if (trusted_until is not None and previous.last_checked_at is not None
+            and previous.last_checked_at > trusted_until):
+        previous = replace(previous, last_checked_at=None)
     if previous.last_checked_at is not None and now <= previous.last_checked_at:
         # A repeated or out-of-order check: deciding it again would count a failure twice or
         # let old figures overrule newer ones.

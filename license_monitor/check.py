@@ -22,6 +22,9 @@ logger = logging.getLogger(__name__)
 
 PARALLEL_DETAIL_PAGES = 8  # within the request budget; fewer round trips for large orgs
 BACKFILL_LIMIT = timedelta(hours=24)  # how far back a check measures minutes nobody measured
+# A check stamped further ahead of the storage service's clock fails (a machine's clock running
+# fast would otherwise stamp state in the future and block every check until time catches up).
+MAX_CLOCK_AHEAD = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,8 @@ class CheckRequest:
     checked_at: datetime
     dry_run: bool = False
     check_id: str | None = None  # from begin_check: tells a retried step from another check
+    # The latest check time that can be true: the storage service's clock + MAX_CLOCK_AHEAD.
+    trusted_until: datetime | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CheckRequest:
@@ -126,7 +131,10 @@ def measure_usage(services: Services, request: CheckRequest) -> dict[str, Any]:
                     len(roster.agents) + len(roster.admins), len(roster.agents),
                     len(roster.admins), roster.pool_source, len(roster.unresolved))
     measured = report.to_dict()
-    if not request.dry_run and services.state is not None:
+    if not request.dry_run and services.state is not None and _clock_ahead(
+            request.checked_at, _service_time(services)):
+        measured["backfilled_minutes"] = 0  # nothing is recorded from a clock running fast
+    elif not request.dry_run and services.state is not None:
         try:
             measured["backfilled_minutes"] = _backfill(
                 services, request, roster, report.window_start)
@@ -146,6 +154,25 @@ def measure_usage(services: Services, request: CheckRequest) -> dict[str, Any]:
             if reconciled is not None:
                 measured["gauge"] = reconciled.to_dict()
     return measured
+
+
+def _service_time(services: Services) -> datetime | None:
+    """The storage service's clock; None when it cannot be read (the storage error shows later)."""
+    assert services.state is not None  # noqa: S101 (the caller checked)
+    try:
+        return services.state.table.service_time()
+    except StorageUnavailable:
+        return None
+
+
+def _clock_ahead(checked_at: datetime, storage_now: datetime | None) -> str | None:
+    """Why a check's time cannot be trusted (ahead of the storage service's clock), or None."""
+    if storage_now is None or checked_at - storage_now <= MAX_CLOCK_AHEAD:
+        return None
+    ahead = (checked_at - storage_now).total_seconds()
+    return (f"this machine's clock is {ahead:.0f} s ahead of Table Storage's "
+            f"({format_time(storage_now)}); fix its time synchronisation: a check stamped in "
+            "the future records nothing")
 
 
 def _backfill(
@@ -242,6 +269,17 @@ def evaluate(
     store counts it at its next successful evaluation) and the error raised for Durable to
     retry and report.
     """
+    if not request.dry_run and services.state is not None:
+        # Checks are ordered by their time: one stamped ahead of the storage service's clock
+        # fails (recorded at the service's time), and a state stamped ahead is repaired.
+        storage_now = _service_time(services)
+        if storage_now is not None:
+            skewed = _clock_ahead(request.checked_at, storage_now)
+            request = CheckRequest(
+                storage_now if skewed else request.checked_at, request.dry_run,
+                request.check_id, trusted_until=storage_now + MAX_CLOCK_AHEAD)
+            if skewed:
+                measurement, failure = None, skewed
     try:
         return _evaluate(services, request, measurement, failure)
     except Exception as err:
@@ -333,7 +371,8 @@ def _evaluate(
     else:
         evaluation = services.state.alerts.evaluate(
             outcome, policy, now, settings.channels, quiet=quiet, check_id=request.check_id,
-            quiet_hours=(settings.quiet_hours, settings.quiet_hours_timezone))
+            quiet_hours=(settings.quiet_hours, settings.quiet_hours_timezone),
+            trusted_until=request.trusted_until)
         decision, events = evaluation.decision, evaluation.events
         to_send = [n.to_dict() for n in evaluation.to_send]
         channel_errors = [dict(item) for item in evaluation.channel_errors]

@@ -1,12 +1,9 @@
 """Alert state and its notification outbox: one entity per org, written only on its ETag.
 
 A notification is claimed in the same write that decides it and marked delivered after it was
-sent, so of racing checks exactly one sends it, and a failed one is sent again by a later check.
-A notification the receiver refuses for good is marked rejected at once (never retried), and
-the channel's rejection is announced once on the other channels until it delivers again.
-
-Each claim remembers the check that made it, so an evaluation retried for the same check (its
-write committed but the activity's answer was lost) returns that check's decision and claims.
+sent: of racing checks exactly one sends it; a failed one is sent again by a later check; one
+refused for good is marked rejected at once, announced once on the other channels. Each claim
+remembers its check, so an evaluation retried for it returns that check's decision and claims.
 """
 
 from __future__ import annotations
@@ -229,6 +226,7 @@ class AlertStore:
         quiet: bool = False,
         check_id: str | None = None,
         quiet_hours: tuple[Sequence[QuietWindowLike], str] = ((), "UTC"),
+        trusted_until: datetime | None = None,
     ) -> Evaluation:
         """Decide on `outcome`, save the new state and claim what this caller must send.
 
@@ -237,7 +235,8 @@ class AlertStore:
         Older notifications that failed, or whose claim lease expired, are claimed again. During
         quiet hours the state advances but nothing is claimed (decide() holds the events), and
         `quiet_hours` (windows, zone) do not count towards giving up on a notification.
-        Checks this process could not record (note_unrecorded) are counted first.
+        Checks this process could not record (note_unrecorded) are counted first; a state
+        stamped after `trusted_until` (a clock that ran fast) is repaired (alerting.decide).
 
         `check_id` names the check (one per orchestration, kept in its history): the same check
         evaluated again (a retried activity whose first write committed, its answer lost) gets
@@ -264,7 +263,8 @@ class AlertStore:
                 if replayed is not None:
                     return replayed
             previous = row.state
-            decision = decide(outcome, previous, policy, now, quiet=quiet, missed=missed)
+            decision = decide(outcome, previous, policy, now, quiet=quiet, missed=missed,
+                              trusted_until=trusted_until)
             rejections = {channel: dict(record) for channel, record in row.rejections.items()
                           if channel in wanted}  # a channel switched off has nothing to fix
             notices = [] if quiet else rejection_notices(rejections, decision.state, policy, now)
@@ -276,7 +276,8 @@ class AlertStore:
                                                  (decision.state, policy), quiet=quiet,
                                                  check_id=check_id, quiet_hours=quiet_hours)
             row.state, row.outbox, row.rejections = decision.state, outbox, rejections
-            decided = previous.last_checked_at is None or now > previous.last_checked_at
+            decided = (previous.last_checked_at is None or now > previous.last_checked_at
+                       or (trusted_until is not None and previous.last_checked_at > trusted_until))
             row.last_check = row.last_check if not decided else {
                 "checked_at": format_check_time(now),
                 "check_id": check_id,

@@ -29,7 +29,8 @@ import logging
 import zlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
-from datetime import date, datetime
+from datetime import UTC, date, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -299,6 +300,21 @@ class StateTable:
                     return False
                 raise
         return True
+
+    def service_time(self) -> datetime | None:
+        """The storage service's clock (the Date header of one small read), None if absent."""
+        dates: list[str] = []
+
+        def keep_date(response: Any) -> None:
+            dates.append(str(response.http_response.headers.get("Date") or ""))
+
+        with self.translate("reading the service time"), suppress(ResourceNotFoundError):
+            self.client.get_entity(self.org, "alert-state", select=["PartitionKey"],
+                                   raw_response_hook=keep_date)
+        try:
+            return parsedate_to_datetime(dates[-1]).astimezone(UTC) if dates else None
+        except (TypeError, ValueError):
+            return None
 
     def kept_changing(self, what: str) -> StorageUnavailable:
         """The error for a row that other checks kept rewriting."""

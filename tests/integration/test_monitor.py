@@ -183,15 +183,16 @@ def test_each_check_stores_one_usage_sample(world: Callable[..., World]) -> None
 def test_a_window_across_the_period_start_bills_each_minute_to_its_period(
     world: Callable[..., World],
 ) -> None:
-    w = world()
-    w.now = datetime(2026, 11, 30, 23, 40, tzinfo=UTC)
+    # Periods start on the 26th (a past date: a check may not be stamped ahead of storage).
+    w = world(BILLING_ANCHOR_DAY="26")
+    w.now = datetime(2026, 11, 25, 23, 40, tzinfo=UTC)
     w.at_level(50, minutes_later=25)  # check at 00:05: window 23:50 - 00:05
     report = w.check()
-    assert report["billing"]["period_start"] == "2026-12-01"
+    assert report["billing"]["period_start"] == "2026-11-26"
     assert w.services.state is not None
-    november = w.services.state.billing.summary(date(2026, 11, 1))
-    december = w.services.state.billing.summary(date(2026, 12, 1))
-    assert (november.minutes_recorded, december.minutes_recorded) == (10, 5)
+    october = w.services.state.billing.summary(date(2026, 10, 26))
+    november = w.services.state.billing.summary(date(2026, 11, 26))
+    assert (october.minutes_recorded, november.minutes_recorded) == (10, 5)
 
 
 def test_two_checks_300_ms_apart_both_decide_in_order(world: Callable[..., World]) -> None:
