@@ -11,6 +11,7 @@ pytest_plugins = [
     "tests.fixtures.durable_extension",
     "tests.fixtures.monitor",
     "tests.fixtures.graph",
+    "tests.fixtures.storage_proxy",
 ]
 
 

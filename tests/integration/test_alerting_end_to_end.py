@@ -7,11 +7,8 @@ TLS Graph look-alike reached through msal.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -24,11 +21,12 @@ from license_monitor.cli import summary_line
 from license_monitor.state import StateStore
 from license_monitor.times import minute_key
 from simulator import Fault
-from simulator.azurite import Azurite, connection_string
+from simulator.azurite import connection_string
 from simulator.demo import set_online
 from tests.fixtures.graph import CLIENT_ID, CLIENT_SECRET, TENANT, GraphServer
 from tests.fixtures.monitor import WEBHOOK_SECRET, WORLD_START, World
 from tests.fixtures.receivers import HttpReceiver
+from tests.fixtures.storage_proxy import StorageProxy
 
 LINK = "https://monitor.example/api/license-check"
 ROUTING_KEY = "PDROUTINGKEY0000111122223333abcd"
@@ -354,64 +352,8 @@ def test_every_user_is_counted_only_when_set_and_then_every_message_says_so(
         assert w.simulator.count("/api/v2/license/users") >= 1
 
 
-class SwitchableProxy:
-    """A TCP forwarder to Azurite that can drop every connection: storage going down and up."""
-
-    def __init__(self, target_port: int) -> None:
-        self._target = ("127.0.0.1", target_port)
-        self._down = False
-        self._lock = threading.Lock()
-        self._open: list[socket.socket] = []
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = int(self._listener.getsockname()[1])
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def set_down(self, down: bool) -> None:
-        with self._lock:
-            self._down = down
-            doomed, self._open = (self._open, []) if down else ([], self._open)
-        for sock in doomed:
-            sock.close()
-
-    def stop(self) -> None:
-        self.set_down(True)
-        self._listener.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            with self._lock:
-                if self._down:
-                    client.close()
-                    continue
-                upstream = socket.create_connection(self._target)
-                self._open += [client, upstream]
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
-
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            with contextlib.suppress(OSError):  # either side closing ends the pump
-                while data := source.recv(65536):
-                    sink.sendall(data)
-        finally:
-            for sock in (source, sink):
-                sock.close()
-
-
-@pytest.fixture
-def storage_proxy(azurite: Azurite) -> Iterator[SwitchableProxy]:
-    proxy = SwitchableProxy(azurite.port)
-    yield proxy
-    proxy.stop()
-
-
 def test_a_storage_outage_is_alerted_once_storage_is_back(
-    world: Callable[..., World], storage_proxy: SwitchableProxy,
+    world: Callable[..., World], storage_proxy: StorageProxy,
 ) -> None:
     w = world()
     # No SDK retries: the Durable activity retry is the only retry layer (and none waits).

@@ -8,12 +8,9 @@ fast; wall time is measured around each check.
 
 from __future__ import annotations
 
-import contextlib
 import re
-import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -28,61 +25,13 @@ from license_monitor.state.alerts import DEFAULT_LEASE
 from orchestrators.replay_host import ReplayHost
 from orchestrators.starters import singleton_id
 from simulator import Fault
-from simulator.azurite import Azurite, connection_string
+from simulator.azurite import connection_string
 from tests.fixtures.monitor import World
 from tests.fixtures.receivers import HttpReceiver
+from tests.fixtures.storage_proxy import StorageProxy
 
 DEADLINE = 3.0
 MARGIN = 2.0  # scheduling, Azurite, the replay host: what a check may add to its deadline
-
-
-class SwallowingProxy:
-    """A TCP forwarder to Azurite that can swallow traffic: requests go in, nothing comes back."""
-
-    def __init__(self, target_port: int) -> None:
-        self._target = ("127.0.0.1", target_port)
-        self.swallowing = False
-        self._lock = threading.Lock()
-        self._open: list[socket.socket] = []
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = int(self._listener.getsockname()[1])
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def stop(self) -> None:
-        self._listener.close()
-        with self._lock:
-            doomed, self._open = self._open, []
-        for sock in doomed:
-            sock.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self._target)
-            with self._lock:
-                self._open += [client, upstream]
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
-
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
-        try:
-            with contextlib.suppress(OSError):  # either side closing ends the pump
-                while data := source.recv(65536):
-                    if not self.swallowing:  # swallowed: read and dropped, never answered
-                        sink.sendall(data)
-        finally:
-            for sock in (source, sink):
-                sock.close()
-
-
-@pytest.fixture
-def storage_proxy(azurite: Azurite) -> Iterator[SwallowingProxy]:
-    proxy = SwallowingProxy(azurite.port)
-    yield proxy
-    proxy.stop()
 
 
 def deadline_world(world: Callable[..., World], **settings: str) -> World:
@@ -129,7 +78,7 @@ def test_genesys_slower_than_the_deadline_fails_the_check_at_its_deadline(
 
 
 def test_storage_that_swallows_requests_fails_the_check_naming_the_step(
-    world: Callable[..., World], storage_proxy: SwallowingProxy,
+    world: Callable[..., World], storage_proxy: StorageProxy,
 ) -> None:
     w = deadline_world(world, FAILURE_ALERT_AFTER="1")
     # The SDK's own retries (3) stay on: the deadline must end them too.
