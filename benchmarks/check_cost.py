@@ -72,8 +72,9 @@ class OrgFacts:
         return 1 + max(1, math.ceil(window_users / DETAILS_PAGE) + (1 if window_users else 0))
 
     def roster_calls(self) -> int:
-        """Users pages + license pages + queue pages + member pages of non-empty queues."""
-        return (max(1, math.ceil(self.active_users / USERS_PAGE))
+        """The organization (its id keys the state) + users pages + license pages + queue
+        pages + member pages of non-empty queues."""
+        return (1 + max(1, math.ceil(self.active_users / USERS_PAGE))
                 + max(1, math.ceil(self.license_holders / LICENSES_PAGE))
                 + max(1, math.ceil(self.queues / QUEUES_PAGE)) + self.member_pages)
 

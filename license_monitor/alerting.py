@@ -10,11 +10,10 @@ and released when the window ends only while they still matter (see `_release`).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, tzinfo
-from typing import Any, Literal, Protocol, cast
-from zoneinfo import ZoneInfo
+from datetime import datetime, timedelta
+from typing import Any, Literal, cast
 
 from license_monitor.roster import ALL_USERS_NOTE, POOL_ALL_USERS, POOL_FROM_LICENSES
 from license_monitor.times import (
@@ -46,7 +45,6 @@ CAUSES: dict[str, str] = {
 }
 _PERMISSION = re.compile(r"missing the permission\(?s?\)? ([^\s()]+)", re.IGNORECASE)
 _SERVER_STATUS = re.compile(r"\bHTTP 5\d\d\b")
-MINUTES_PER_DAY = 24 * 60
 # A failure reason is kept in the alert state, the check JSON and every failure alert: a long
 # one (a platform error quoted at length) would make the state row too large to store, and a
 # check that cannot be stored is never counted.
@@ -425,66 +423,6 @@ class Decision:
             events=tuple(AlertEvent.from_payload(event) for event in data["events"]),
             level=level,
         )
-
-
-# ---- quiet hours ------------------------------------------------------------------------------
-
-class QuietWindowLike(Protocol):
-    """A weekly window (settings.QuietWindow): local days (0=Mon) and minutes of the day."""
-
-    @property
-    def days(self) -> frozenset[int]:
-        """Days the window starts on."""
-
-    @property
-    def start_minute(self) -> int:
-        """Local minute of the day the window starts (0-1439)."""
-
-    @property
-    def end_minute(self) -> int:
-        """Local minute it ends (1-1440); at or before the start: the next day."""
-
-
-def is_quiet(moment: datetime, windows: Iterable[QuietWindowLike], zone: str | tzinfo) -> bool:
-    """Whether `moment` falls in a quiet window, read on the wall clock of `zone`.
-
-    A window belongs to the day it starts on; one ending at or before its start runs overnight
-    into the next day; 24:00 is the end of the day. Wall-clock reading means a 22:00-06:00
-    window is eight hours in winter and the same wall-clock span across a DST change.
-    """
-    local = utc(moment).astimezone(ZoneInfo(zone) if isinstance(zone, str) else zone)
-    day = local.weekday()
-    minute = local.hour * 60 + local.minute
-    for window in windows:
-        start, end = window.start_minute, window.end_minute
-        if start < end:
-            if day in window.days and start <= minute < end:
-                return True
-        elif (day in window.days and minute >= start) or (
-                (day - 1) % 7 in window.days and minute < end):
-            return True
-    return False
-
-
-def time_outside_quiet_hours(
-    start: datetime, end: datetime, windows: Sequence[QuietWindowLike], zone: str | tzinfo,
-) -> timedelta:
-    """How much of [start, end) falls outside the quiet windows, to the minute.
-
-    Only the last week of a span is looked at; time before it counts in full (this measures
-    how long a notification has been owed, and a week is far past giving up on it).
-    """
-    start, end = utc(start), utc(end)
-    if end <= start or not windows:
-        return max(end - start, timedelta(0))
-    zone = ZoneInfo(zone) if isinstance(zone, str) else zone
-    moment, total = max(start, end - timedelta(days=7)), end - start
-    while moment < end:
-        step = min(end, moment.replace(second=0, microsecond=0) + timedelta(minutes=1))
-        if is_quiet(moment, windows, zone):
-            total -= step - moment
-        moment = step
-    return total
 
 
 # ---- the policy -------------------------------------------------------------------------------

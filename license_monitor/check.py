@@ -11,6 +11,7 @@ from typing import Any
 
 from license_monitor import alerting, billing, measure, metrics, notify
 from license_monitor.genesys.errors import GenesysError
+from license_monitor.quiet_hours import is_quiet
 from license_monitor.roster import Roster
 from license_monitor.runtime import Services
 from license_monitor.settings import Settings
@@ -361,7 +362,7 @@ def _evaluate(
         if "gauge" in measurement:
             report["gauge"] = measurement["gauge"]
 
-    quiet = alerting.is_quiet(now, settings.quiet_hours, settings.quiet_hours_timezone)
+    quiet = is_quiet(now, settings.quiet_hours, settings.quiet_hours_timezone)
     to_send: list[dict[str, Any]] = []
     channel_errors: list[dict[str, str]] = []
     if request.dry_run or services.state is None:

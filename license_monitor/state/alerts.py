@@ -27,11 +27,11 @@ from license_monitor.alerting import (
     CheckFailure,
     Decision,
     Policy,
-    QuietWindowLike,
     Usage,
     decide,
 )
 from license_monitor.notify import Notification
+from license_monitor.quiet_hours import QuietWindowLike
 from license_monitor.state.outbox import (
     DEFAULT_GIVE_UP_AFTER,
     DEFAULT_KEEP_FINISHED,

@@ -20,13 +20,12 @@ from license_monitor.alerting import (
     AlertEvent,
     AlertState,
     Policy,
-    QuietWindowLike,
-    time_outside_quiet_hours,
 )
 from license_monitor.backlog import OWED, catch_up, is_open
 from license_monitor.deadline import RECORD_GRACE_SECONDS
 from license_monitor.notify import Notification, rejection_message
 from license_monitor.notify.http import LONGEST_DELIVERY_SECONDS
+from license_monitor.quiet_hours import QuietWindowLike, time_outside_quiet_hours
 from license_monitor.times import compact_time, format_check_time, format_time, parse_time
 
 logger = logging.getLogger(__name__)

@@ -21,9 +21,9 @@ from license_monitor.alerting import (
     decide,
     describe_cause,
     failure_cause,
-    is_quiet,
     level_for,
 )
+from license_monitor.quiet_hours import is_quiet
 from license_monitor.settings import QuietWindow
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
