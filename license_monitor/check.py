@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from license_monitor import alerting, billing, measure, metrics, notify
+from license_monitor import alerting, billing, deadline, measure, metrics, notify
 from license_monitor.genesys.errors import GenesysError
 from license_monitor.quiet_hours import is_quiet
 from license_monitor.roster import Roster
@@ -179,29 +179,61 @@ def _clock_ahead(checked_at: datetime, storage_now: datetime | None) -> str | No
 def _backfill(
     services: Services, request: CheckRequest, roster: Roster, window_start: datetime
 ) -> int:
-    """Measure the minutes between the last recorded one and this window (an outage, failed
-    checks), at most BACKFILL_LIMIT back, so no time over capacity goes unbilled."""
+    """Measure the minutes no check measured (an outage, failed checks), at most BACKFILL_LIMIT
+    back, so no time over capacity goes unbilled; returns how many minutes were measured.
+
+    Window by window, each recorded at once, while at least half the check's time is left: a
+    long gap is caught up over several checks (the span still to measure is remembered), and
+    the check's own window is never starved.
+    """
     assert services.state is not None  # noqa: S101 (the caller checked)
     settings = services.settings
     ledger = services.state.billing
-    period = billing.billing_period_start(request.checked_at, settings.billing_anchor_day)
-    last = ledger.last_recorded_minute(period)
+    oldest = request.checked_at - BACKFILL_LIMIT
+    spans = []
+    left_over = ledger.unmeasured()
+    if left_over is not None:
+        spans.append((max(left_over[0], oldest), left_over[1]))
+    last = _last_recorded_minute(services, request.checked_at)
+    if last is not None:
+        spans.append((max(last + timedelta(minutes=1), oldest), window_start))
+    spans = [(start, end) for start, end in spans if start < end]
+    window = timedelta(minutes=settings.window_minutes)
+    limit = deadline.current()
+    measured = 0
+    for index, (start, end) in enumerate(spans):
+        cursor = start
+        while cursor < end:
+            if limit is not None and limit.work_left() < limit.seconds / 2:
+                ledger.mark_unmeasured((cursor, max(span[1] for span in spans[index:])))
+                logger.warning("Caught up %d minutes; %s to %s is left for the next checks",
+                               measured, format_time(cursor), format_time(end))
+                return measured
+            chunk_end = min(cursor + window, end)
+            minutes = measure.measure_minutes(
+                services.client, cursor, chunk_end, roster, window=window,
+                parallel_pages=PARALLEL_DETAIL_PAGES)
+            _record_by_period(services, minutes, request.checked_at)
+            measured += len(minutes)
+            cursor = chunk_end
+    if left_over is not None:
+        ledger.mark_unmeasured(None)
+    if measured:
+        logger.warning("Measured %d minutes no check had measured", measured)
+    return measured
+
+
+def _last_recorded_minute(services: Services, checked_at: datetime) -> datetime | None:
+    """The latest minute recorded in this billing period, or else in the previous one."""
+    assert services.state is not None  # noqa: S101 (the caller checked)
+    anchor = services.settings.billing_anchor_day
+    period = billing.billing_period_start(checked_at, anchor)
+    last = services.state.billing.last_recorded_minute(period)
     if last is None:  # a new period: the gap may begin in the previous one
         day_before = datetime.combine(period, time(), UTC) - timedelta(days=1)
-        last = ledger.last_recorded_minute(
-            billing.billing_period_start(day_before, settings.billing_anchor_day))
-    if last is None:
-        return 0  # nothing recorded yet: there is no gap, only a beginning
-    gap_start = max(last + timedelta(minutes=1), request.checked_at - BACKFILL_LIMIT)
-    if gap_start >= window_start:
-        return 0
-    minutes = measure.measure_minutes(
-        services.client, gap_start, window_start, roster,
-        window=timedelta(minutes=settings.window_minutes), parallel_pages=PARALLEL_DETAIL_PAGES)
-    _record_by_period(services, minutes, request.checked_at)
-    logger.warning("Measured %d minutes no check had measured (%s to %s)", len(minutes),
-                   format_time(gap_start), format_time(window_start))
-    return len(minutes)
+        last = services.state.billing.last_recorded_minute(
+            billing.billing_period_start(day_before, anchor))
+    return last
 
 
 def _record_by_period(

@@ -13,6 +13,7 @@ the minute or `python -m license_monitor billing rebuild` replaces them.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from datetime import time as clock_time
@@ -28,6 +29,7 @@ from license_monitor.usage import MINUTE_MS, MinuteProfile
 
 MINUTES = "minutes"
 HISTOGRAM_ROW = "histogram"
+CATCH_UP_ROW = "billing-catch-up"  # under the org key: minutes a catch-up has still to measure
 MAX_BATCH_ROWS = 99  # a batch of minute rows also carries the histogram: 100 operations
 _NEVER = datetime(1970, 1, 1, tzinfo=UTC)  # rows from before measured_at was stored
 
@@ -146,6 +148,28 @@ class BillingLedger:
             if table.commit_batch([guarded(entity, etag)], "rebuilding billing"):
                 return BillingSummary(period_start, histogram)
         raise table.kept_changing("the billing minutes")
+
+    def unmeasured(self) -> tuple[datetime, datetime] | None:
+        """The span a catch-up left unmeasured (it ran out of time), oldest first, or None."""
+        with self._table.translate("reading the catch-up mark"):
+            try:
+                row = self._table.client.get_entity(self._table.org, CATCH_UP_ROW)
+            except ResourceNotFoundError:
+                return None
+        return parse_time(str(row["start"])), parse_time(str(row["end"]))
+
+    def mark_unmeasured(self, span: tuple[datetime, datetime] | None) -> None:
+        """Remember the span still to measure (None: nothing left)."""
+        table = self._table
+        with table.translate("saving the catch-up mark"):
+            if span is None:
+                with suppress(ResourceNotFoundError):
+                    table.client.delete_entity(table.org, CATCH_UP_ROW)
+                return
+            table.client.upsert_entity(
+                {"PartitionKey": table.org, "RowKey": CATCH_UP_ROW,
+                 "start": format_precise(span[0]), "end": format_precise(span[1])},
+                mode=UpdateMode.REPLACE)
 
     def last_recorded_minute(self, period_start: date) -> datetime | None:
         """The latest minute recorded in the period (where a measurement gap would begin)."""

@@ -67,3 +67,30 @@ def test_backfill_reaches_back_at_most_a_day(world: Callable[..., World]) -> Non
     report = check_at(w, later)
 
     assert report["backfilled_minutes"] == 24 * 60 - 15  # a day, up to this window
+
+
+def test_a_long_gap_is_caught_up_over_several_checks_within_their_deadline(
+    world: Callable[..., World],
+) -> None:
+    w = world()
+    w.services.check_timeout_seconds = 4.0  # as CHECK_TIMEOUT_SECONDS, smaller than allowed
+    online_from(w, 50, at(8, 0))
+    check_at(w, at(8, 15))  # then nothing for three hours
+    # Each details request takes 0.25 s: a chunk costs about half a second, so one check can
+    # measure only a few of the eleven 15-minute chunks before half its deadline is used.
+    w.simulator.inject(Fault(kind="slow", delay_seconds=0.25, path=DETAILS, times=None))
+
+    caught_up = []
+    for minute in range(15, 30):
+        report = check_at(w, at(11, minute))
+        assert report["level"] == "ok"  # the check's own window always decides
+        caught_up.append(report["backfilled_minutes"])
+        if sum(caught_up) >= 165:
+            break
+
+    assert len(caught_up) > 1  # not all at once
+    assert caught_up[0] < 165
+    assert sum(caught_up) == 165  # 08:15 .. 10:59, each minute once
+    assert w.services.state is not None
+    assert w.services.state.billing.unmeasured() is None
+    assert check_at(w, at(11, minute + 1))["backfilled_minutes"] == 0  # nothing left
