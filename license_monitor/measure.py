@@ -25,7 +25,7 @@ from license_monitor.roster import (
     load_roster,
     split,
 )
-from license_monitor.times import format_precise, parse_time
+from license_monitor.times import format_check_time, format_precise, parse_time
 from license_monitor.usage import MinuteProfile, measure_concurrency
 
 if TYPE_CHECKING:
@@ -55,12 +55,12 @@ class UsageReport:
     def to_dict(self) -> dict[str, Any]:
         """JSON form using the CLI's field names (DESIGN.md §9)."""
         return {
-            "checked_at": format_precise(self.checked_at),
-            "window": {"start": format_precise(self.window_start),
-                       "end": format_precise(self.window_end)},
+            "checked_at": format_check_time(self.checked_at),
+            "window": {"start": format_check_time(self.window_start),
+                       "end": format_check_time(self.window_end)},
             "concurrent": {"now": self.now.to_dict(), "peak": self.peak.to_dict()},
             "window_distinct": self.window_distinct,
-            "peak_at": format_precise(self.peak_at),
+            "peak_at": format_check_time(self.peak_at),
             "pool_source": self.pool_source,
             "unclassified": self.unclassified,
             "minutes": {

@@ -60,7 +60,8 @@ def test_the_check_json_follows_the_cli_contract(world: Callable[..., World]) ->
     w = world()
     w.at_level(50)
     report = w.check()
-    assert report["window"] == {"start": "2026-11-26T08:05:00Z", "end": "2026-11-26T08:20:00Z"}
+    assert report["window"] == {"start": "2026-11-26T08:05:00.000Z",
+                                "end": "2026-11-26T08:20:00.000Z"}
     assert report["capacity"] == 100
     assert report["concurrent"]["now"]["total"] == 50
     assert report["concurrent"]["peak"]["total"] == 50
