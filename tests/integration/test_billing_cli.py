@@ -48,6 +48,8 @@ def run_check(sim: GenesysSimulator, azurite: Azurite, table: str,
         "GENESYS_CLIENT_ID": sim.client_id, "GENESYS_CLIENT_SECRET": sim.client_secret,
         "GENESYS_API_URL": sim.api_url, "GENESYS_LOGIN_URL": sim.login_url,
         "LICENSE_CAPACITY": "100", "WINDOW_MINUTES": "60",
+        # A period that began days ago whatever today is: the story never straddles its start.
+        "BILLING_ANCHOR_DAY": str(min(28, (datetime.now(UTC) - timedelta(days=2)).day)),
         "STATE_CONNECTION": azurite.connection_string, "STATE_TABLE": table,
         "ALERT_WEBHOOK_URL": receiver.url,
     })
