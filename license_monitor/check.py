@@ -103,6 +103,13 @@ def measure_usage(services: Services, request: CheckRequest) -> dict[str, Any]:
     if learned:
         _learn_organization(services, request)
     cached = _cached_roster(services)
+
+    def keep(built: Roster) -> None:
+        # As soon as it is built: a check that then runs out of time leaves it to the next.
+        services.roster = built
+        if not request.dry_run and services.state is not None:
+            services.state.roster.save(built.to_dict(), request.checked_at)
+
     report, roster = measure.measure(
         services.client,
         now=request.checked_at,
@@ -113,6 +120,7 @@ def measure_usage(services: Services, request: CheckRequest) -> dict[str, Any]:
         roster_ttl_minutes=settings.roster_ttl_minutes,
         parallel_pages=PARALLEL_DETAIL_PAGES,
         concurrent_pool=settings.concurrent_pool,
+        on_roster=keep,
     )
     logger.info("Measured %s with %d Genesys requests", format_time(request.checked_at),
                 services.client.request_count - requests_before)
@@ -125,9 +133,8 @@ def measure_usage(services: Services, request: CheckRequest) -> dict[str, Any]:
                 _learn_organization(services, request)
             except GenesysError as err:
                 logger.warning("The organization was not read again with the roster: %s", err)
-        services.roster = roster
-        if not request.dry_run and services.state is not None:
-            services.state.roster.save(roster.to_dict(), request.checked_at)
+        if roster != services.roster:  # not kept yet (keep() saved a cold build as built)
+            keep(roster)
         logger.info("Roster saved: %d pool users (%d agents, %d admins), %s, %d unresolved",
                     len(roster.agents) + len(roster.admins), len(roster.agents),
                     len(roster.admins), roster.pool_source, len(roster.unresolved))

@@ -9,11 +9,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from license_monitor import deadline
 from license_monitor.deadline import ContextThreadPoolExecutor
 from license_monitor.genesys.models import OFFLINE, PresenceSegment, normalise_presence
 from license_monitor.roster import (
@@ -162,7 +163,7 @@ def refresh_for_strangers(
     if not unknown:
         return roster
     logger.info("%d logged-in users are not in the roster: rebuilding it", len(unknown))
-    rebuilt = load_roster(client, rule, license_pattern, now, concurrent_pool=concurrent_pool)
+    rebuilt = build_roster(client, rule, license_pattern, now, concurrent_pool)
     still_unknown = frozenset(user_id for user_id in logged_in if not rebuilt.knows(user_id))
     if still_unknown:
         logger.warning(
@@ -170,6 +171,19 @@ def refresh_for_strangers(
             len(still_unknown),
         )
     return dataclasses.replace(rebuilt, unresolved=still_unknown)
+
+
+def build_roster(
+    client: GenesysClient, rule: AgentRule, license_pattern: re.Pattern[str], now: datetime,
+    concurrent_pool: Pool, *, on_roster: Callable[[Roster], None] | None = None,
+) -> Roster:
+    """Read the roster under its own deadline (deadline.ROSTER_BUILD_SECONDS) and hand it to
+    `on_roster` at once, so a check that runs out of time later keeps it for the next one."""
+    with deadline.allowing(deadline.ROSTER_BUILD_SECONDS, "building the roster"):
+        roster = load_roster(client, rule, license_pattern, now, concurrent_pool=concurrent_pool)
+    if on_roster is not None:
+        on_roster(roster)
+    return roster
 
 
 # ------------------------------------------------------------------ one whole measurement
@@ -186,12 +200,13 @@ def measure(
     roster_ttl_minutes: int,
     parallel_pages: int = 4,
     concurrent_pool: Pool = POOL_FROM_LICENSES,
+    on_roster: Callable[[Roster], None] | None = None,
 ) -> tuple[UsageReport, Roster]:
     """Measure usage over [now - window, now] and return the report and the roster used.
 
     The roster is reused while fresh and built for the same `concurrent_pool`; otherwise it is
-    loaded at the same time as the usage queries. Users logged in but unknown to the roster
-    (new hires) make it rebuild once.
+    loaded at the same time as the usage queries (and handed to `on_roster` as soon as it is
+    built). Users logged in but unknown to the roster (new hires) make it rebuild once.
     """
     if window_minutes <= 0:
         raise ValueError(f"the window must be at least one minute, not {window_minutes}")
@@ -208,8 +223,8 @@ def measure(
         active_future = pool.submit(client.users_logged_in, start, now)
         segments_future = pool.submit(fetch_segments, client, start, now, parallel_pages)
         if cached is None:
-            current = pool.submit(load_roster, client, rule, license_pattern, now,
-                                  concurrent_pool=concurrent_pool).result()
+            current = pool.submit(build_roster, client, rule, license_pattern, now,
+                                  concurrent_pool, on_roster=on_roster).result()
         else:
             current = cached
         active = active_future.result()

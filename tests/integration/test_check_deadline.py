@@ -196,3 +196,24 @@ class ShortReadTimeout(requests.Session):
         connect, read = kwargs.get("timeout") or (5.0, 10.0)
         kwargs["timeout"] = (connect, min(read, self.read))
         return super().request(method, url, *args, **kwargs)
+
+
+def test_a_roster_slower_than_the_deadline_is_kept_for_the_next_check(
+    world: Callable[..., World],
+) -> None:
+    # At 50,000 users a roster costs minutes of the request budget: cut off at the check's
+    # deadline it would be lost, and every check after would start it again and fail.
+    w = deadline_world(world)
+    w.at_level(60)
+    w.simulator.inject(Fault("slow", path="/api/v2/users", delay_seconds=DEADLINE + 1))
+    first = w.check()
+    users_listed = w.simulator.count("/api/v2/users", "GET")
+
+    w.at_level(60)
+    second = w.check()
+
+    assert users_listed == 1
+    assert first["level"] in ("ok", "unknown")  # its own figures may come too late
+    assert second["level"] == "ok"
+    assert second["concurrent"]["peak"]["total"] == 60
+    assert w.simulator.count("/api/v2/users", "GET") == users_listed  # the roster was kept
