@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from simulator import Fault
 from simulator.azurite import connection_string
 from simulator.demo import set_online
 from tests.fixtures.graph import CLIENT_ID, CLIENT_SECRET, TENANT, GraphServer
-from tests.fixtures.monitor import WEBHOOK_SECRET, WORLD_START, World
+from tests.fixtures.monitor import WEBHOOK_SECRET, World, at, check_at
 from tests.fixtures.receivers import HttpReceiver
 from tests.fixtures.storage_proxy import StorageProxy
 
@@ -87,15 +87,8 @@ def webhook_events(w: World) -> list[str]:
     return [item.body["event"] for item in w.receiver.delivered]
 
 
-def check_at(w: World, moment: datetime) -> dict[str, Any]:
-    """Run one check at `moment` (the simulator's clock moves with it)."""
-    w.now = moment
-    w.simulator.org.now = moment
-    return w.check()
 
 
-def at(hours: int, minutes: int) -> datetime:
-    return WORLD_START.replace(hour=hours, minute=minutes)
 
 
 # ---- every channel ----------------------------------------------------------------------------

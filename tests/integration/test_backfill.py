@@ -4,29 +4,17 @@ measures the minutes nobody measured, so an outage never hides time over capacit
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
-from typing import Any
 
 from simulator import Fault
-from simulator.demo import set_online
-from tests.fixtures.monitor import WORLD_START, World
+from tests.fixtures.monitor import WORLD_START, World, at, check_at, online_from
 
 DETAILS = "/api/v2/analytics/users/details/query"
 
 
-def at(hours: int, minutes: int) -> datetime:
-    return WORLD_START.replace(hour=hours, minute=minutes)
 
 
-def check_at(w: World, moment: datetime) -> dict[str, Any]:
-    w.now = moment
-    w.simulator.org.now = moment
-    return w.check()
 
 
-def online_from(w: World, count: int, moment: datetime) -> None:
-    w.simulator.org.now = moment  # set_online compares with the presence at the sim's now
-    set_online(w.simulator.org, count, moment)
 
 
 def test_an_outage_of_40_minutes_hides_no_time_over_capacity(

@@ -8,32 +8,21 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
-from typing import Any
 
 from license_monitor.usage import MinuteProfile
 from simulator.azurite import Azurite
-from simulator.demo import set_online
-from tests.fixtures.monitor import WORLD_START, World
+from tests.fixtures.monitor import World, at, check_at, online_from
 
 REPO = Path(__file__).resolve().parents[2]
 PERIOD = date(2026, 11, 1)
 
 
-def at(hours: int, minutes: int) -> datetime:
-    return WORLD_START.replace(hour=hours, minute=minutes)
 
 
-def check_at(w: World, moment: datetime) -> dict[str, Any]:
-    w.now = moment
-    w.simulator.org.now = moment
-    return w.check()
 
 
-def online_from(w: World, count: int, moment: datetime) -> None:
-    w.simulator.org.now = moment
-    set_online(w.simulator.org, count, moment)
 
 
 def rebuild(w: World, azurite: Azurite, table: str, *args: str) -> subprocess.CompletedProcess[str]:
