@@ -494,16 +494,17 @@ def deliver(services: Services, notification: dict[str, Any]) -> dict[str, Any]:
             if services.state is not None:
                 with contextlib.suppress(StorageUnavailable):  # its lease runs out instead
                     services.state.alerts.mark_failed(follower.id, result["error"],
-                                                      datetime.now(UTC))
+                                                      services.clock())
         after.append(result)
     return {**head, "then": after} if after else head
 
 
 def _deliver_one(services: Services, item: notify.Notification) -> dict[str, Any]:
-    now = datetime.now(UTC)
+    now = services.clock()  # the check's clock: outbox times and rejection ids follow it
     try:
+        # Signatures carry the real time of sending: receivers compare it with their clock.
         notify.send(item.channel, channel_target(services.settings, item.channel), item,
-                    session=services.http, now=now, sleep=services.sleep)
+                    session=services.http, now=datetime.now(UTC), sleep=services.sleep)
     except Exception as err:
         # Channel errors are written without secrets; anything else shows only its type, as
         # its text could quote a URL or a body.

@@ -19,7 +19,7 @@ import trustme
 
 from license_monitor.cli import summary_line
 from license_monitor.state import StateStore
-from license_monitor.times import minute_key
+from license_monitor.times import minute_key, parse_time
 from simulator import Fault
 from simulator.azurite import connection_string
 from simulator.demo import set_online
@@ -828,6 +828,11 @@ def test_a_rejecting_channel_is_not_retried_and_announced_once_per_episode_elsew
     assert [sent["delivered"] for sent in resolved["notifications"]] == [True] * 5
     assert "channel_errors" not in fixed
     assert again["events"] == ["channel_rejected"]
+    assert [(sent["channel"], sent["delivered"]) for sent in again["notifications"]] == [
+        ("webhook", True), ("teams", True), ("pagerduty", True), ("email", True)], again
+    # The second rejection is an episode of its own, dated by the check that met it.
+    since = parse_time(again["channel_errors"][0]["since"])
+    assert timedelta(0) <= since - at(10, 20) < timedelta(minutes=1)
     assert webhook_events(w) == ["breach", "channel_rejected", "escalation", "resolved",
                                  "breach", "channel_rejected"]
     assert w.receiver.delivered[-1].body["message"] == (
