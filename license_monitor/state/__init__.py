@@ -1,8 +1,9 @@
 """Table Storage, one module per concern over one shared table client (see table.py's layout).
 
 `StateStore` only builds the shared `StateTable` and hands it to each concern:
-`alerts` (alert state + notification outbox), `roster` (roster cache), `samples` (one usage
-sample per check), `billing` (billing minutes + period histogram), `retention`,
+`alerts` (alert state + notification outbox; `alert_row` reads and writes its entity,
+`outbox` its lanes), `roster` (roster cache), `samples` (one usage sample per check),
+`billing` (billing minutes + period histogram), `retention`,
 `organization` (which org key a client's state is under, and moving it there) and `gauge` (the
 real-time presence gauge).
 """

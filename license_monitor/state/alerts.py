@@ -8,12 +8,10 @@ remembers its check, so an evaluation retried for it returns that check's decisi
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-import zlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,6 +30,7 @@ from license_monitor.alerting import (
 )
 from license_monitor.notify import Notification
 from license_monitor.quiet_hours import QuietWindowLike
+from license_monitor.state.alert_row import STATE_ROW, AlertRow, entity_of, row_of
 from license_monitor.state.outbox import (
     DEFAULT_GIVE_UP_AFTER,
     DEFAULT_KEEP_FINISHED,
@@ -43,16 +42,13 @@ from license_monitor.state.outbox import (
     record_failed,
     record_rejected,
     rejection_notices,
-    usable_entry,
 )
-from license_monitor.state.table import WRITE_ATTEMPTS, StateTable, dumps, pack, unpack
+from license_monitor.state.table import WRITE_ATTEMPTS, StateTable
 from license_monitor.times import format_check_time, format_time, utc
 
 logger = logging.getLogger(__name__)
 
-STATE_ROW = "alert-state"
 MAX_UNRECORDED = 100  # checks remembered while storage is down (a day at 15 minutes)
-UNREADABLE_KEPT_CHARS = 30_000  # under the 32K-character limit of a Table Storage string
 
 
 class AlertStateUnreadable(ValueError):  # noqa: N818 - reads as what happened, like StorageUnavailable
@@ -61,20 +57,6 @@ class AlertStateUnreadable(ValueError):  # noqa: N818 - reads as what happened, 
     evaluate() raises it for a successful check; recording a failed check replaces the row,
     keeping what can still be read (see AlertStore.evaluate).
     """
-
-
-@dataclass
-class _Row:
-    """The alert-state entity as read: what evaluate() and the delivery records change."""
-
-    state: AlertState
-    outbox: list[dict[str, Any]]
-    rejections: dict[str, dict[str, Any]]  # channel -> {"error", "since", "announced"}
-    last_check: dict[str, Any] | None  # the latest decided check: its time and decision
-    etag: str | None
-    stored_state: str | None = None  # the state text as stored (kept while it is unreadable)
-    unreadable: str | None = None  # why the stored row could not be read in full
-    kept: dict[str, Any] = field(default_factory=dict)  # properties carried over unchanged
 
 
 @dataclass(frozen=True)
@@ -129,68 +111,21 @@ class AlertStore:
         self._lock = threading.Lock()
         self._unrecorded: list[tuple[datetime, CheckFailure]] = []
 
-    def _read(self) -> _Row:
+    def _read(self) -> AlertRow:
         with self._table.translate("reading the alert state"):
             try:
                 entity = self._table.client.get_entity(self._table.org, STATE_ROW)
             except ResourceNotFoundError:
-                return _Row(AlertState(), [], {}, None, None)
-        stored = entity.get("state")
-        problems: list[str] = []
-        try:
-            state = AlertState.from_dict(json.loads(str(stored)))
-        except (ValueError, TypeError, KeyError, AttributeError) as err:
-            state = _salvage_state(stored)
-            problems.append(f"its state ({_error_text(err)})")
-        try:
-            outbox = list(unpack(entity, "outbox_") or [])
-        except (ValueError, TypeError, KeyError, zlib.error) as err:
-            outbox = []
-            problems.append(f"its outbox ({_error_text(err)})")
-        readable = [entry for entry in outbox if usable_entry(entry)]
-        if len(readable) < len(outbox):
-            problems.append(f"{len(outbox) - len(readable)} outbox entries")
-        try:
-            rejections = dict(json.loads(str(entity.get("rejected_channels") or "{}")))
-            last_check = unpack(entity, "check_")
-        except (ValueError, TypeError, zlib.error):
-            rejections, last_check = {}, None  # bookkeeping only: losing it costs one notice
-        return _Row(
-            state=state, outbox=readable, rejections=rejections,
-            last_check=last_check if isinstance(last_check, dict) else None,
-            etag=entity.metadata["etag"], stored_state=None if stored is None else str(stored),
-            unreadable=(
-                "the stored alert state could not be read: " + "; ".join(problems)
-                if problems else None),
-            kept={name: entity[name] for name in ("unreadable_state", "unreadable_at")
-                  if name in entity},
-        )
+                return AlertRow(AlertState(), [], {}, None, None)
+        return row_of(entity, entity.metadata["etag"])
 
-    def _write(self, row: _Row, *, decided_at: datetime | None = None) -> bool:
+    def _write(self, row: AlertRow, *, decided_at: datetime | None = None) -> bool:
         """Write conditionally on the row's ETag (insert when None); False when someone wrote first.
 
         A row whose state is unreadable keeps its stored state text unless a check decided on
         it (`decided_at`): that replaces it and keeps the old text aside in `unreadable_state`.
         """
-        state_text = dumps(row.state.to_dict())
-        kept = dict(row.kept)
-        if row.unreadable is not None and row.stored_state is not None:
-            if decided_at is not None:
-                kept["unreadable_state"] = row.stored_state[:UNREADABLE_KEPT_CHARS]
-                kept["unreadable_at"] = format_time(decided_at)
-            else:
-                state_text = row.stored_state
-        entity: dict[str, Any] = {
-            "PartitionKey": self._table.org,
-            "RowKey": STATE_ROW,
-            "level": row.state.level,  # readable in Storage Explorer
-            "state": state_text,
-            **pack("outbox_", row.outbox),
-            "rejected_channels": dumps(row.rejections),
-            **kept,
-        }
-        if row.last_check is not None:
-            entity.update(pack("check_", row.last_check))
+        entity = entity_of(row, self._table.org, decided_at)
         with self._table.translate("saving the alert state"):
             try:
                 if row.etag is None:
@@ -303,7 +238,7 @@ class AlertStore:
                                   channel_errors=tuple(channel_errors_of(rejections)))
         raise self._table.kept_changing("the alert state")
 
-    def _replayed(self, row: _Row, now: datetime, check_id: str) -> Evaluation | None:
+    def _replayed(self, row: AlertRow, now: datetime, check_id: str) -> Evaluation | None:
         """The stored evaluation of this check when it is the latest one decided."""
         check = row.last_check
         stamp = format_check_time(now)
@@ -335,26 +270,31 @@ class AlertStore:
             del self._unrecorded[:-MAX_UNRECORDED]
 
     def _update_entry(
-        self, notification_id: str, change: Callable[[dict[str, Any], _Row], bool]
-    ) -> bool:
-        """Apply `change` to one entry (and the row) and save; False when nothing changed."""
+        self, notification_id: str, change: Callable[[dict[str, Any], AlertRow], bool]
+    ) -> tuple[str, bool] | None:
+        """Apply `change` to one entry (and the row) and save; None when nothing changed, else
+        the entry's channel and whether that channel was refusing our messages before."""
         for _ in range(WRITE_ATTEMPTS):
             row = self._read()
             entry = next((item for item in row.outbox if item["id"] == notification_id), None)
             if entry is None:
                 logger.warning("Notification %s is not in the outbox any more", notification_id)
-                return False
+                return None
+            channel = str(entry["channel"])
+            refusing = channel in row.rejections
             if not change(entry, row):
-                return False
+                return None
             if self._write(row):
-                return True
+                return channel, refusing
         raise self._table.kept_changing("the alert state")
 
     def mark_delivered(self, notification_id: str, now: datetime) -> None:
         """Record a delivery: the notification is never sent again; its channel works."""
         stamp = format_time(utc(now))
-        self._update_entry(notification_id,
-                           lambda entry, row: record_delivered(entry, row.rejections, stamp))
+        saved = self._update_entry(
+            notification_id, lambda entry, row: record_delivered(entry, row.rejections, stamp))
+        if saved is not None and saved[1]:  # logged once, after the write that counts
+            logger.info("The %s channel delivers again", saved[0])
 
     def mark_failed(self, notification_id: str, error: str, now: datetime) -> None:
         """Record a failed delivery: the next check claims the notification again."""
@@ -369,32 +309,11 @@ class AlertStore:
         next check announces it once on the other channels (channel_rejected).
         """
         stamp, reason = format_time(utc(now)), " ".join(error.split())[:300]
-        self._update_entry(
+        saved = self._update_entry(
             notification_id,
             lambda entry, row: record_rejected(entry, row.rejections, stamp, reason))
+        if saved is None:
+            return
         logger.info("Notification %s rejected: %s", notification_id, reason)
-
-
-def _error_text(err: Exception) -> str:
-    return " ".join(f"{type(err).__name__}: {err}".split())[:200]
-
-
-def _salvage_state(stored: Any) -> AlertState:
-    """What can still be read of an unreadable state: each field that parses on its own."""
-    try:
-        data = json.loads(str(stored))
-    except ValueError:
-        return AlertState()
-    if not isinstance(data, dict):
-        return AlertState()
-    known = {item.name for item in fields(AlertState)}
-    kept: dict[str, Any] = {}
-    for name, value in data.items():
-        if name not in known:
-            continue
-        try:
-            AlertState.from_dict({**kept, name: value})
-        except (ValueError, TypeError, KeyError, AttributeError):
-            continue
-        kept[name] = value
-    return AlertState.from_dict(kept)
+        if not saved[1]:  # logged once, after the write that counts
+            logger.warning("The %s channel rejects our messages: %s", saved[0], reason)

@@ -28,7 +28,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableEntity, UpdateMode
 
-from license_monitor.state.alerts import STATE_ROW
+from license_monitor.state.alert_row import STATE_ROW
 from license_monitor.state.billing import HISTOGRAM_ROW, MINUTES, BillingLedger
 from license_monitor.state.rosters import ROSTER_CHUNK_PREFIX, ROSTER_ROW
 from license_monitor.state.table import POINTER_ROW, StateTable, check_key

@@ -220,8 +220,7 @@ def record_delivered(
     if entry["status"] == "delivered":
         return False
     entry.update(status="delivered", lease_until=None, updated_at=stamp, last_error=None)
-    if rejections.pop(str(entry["channel"]), None) is not None:
-        logger.info("The %s channel delivers again", entry["channel"])
+    rejections.pop(str(entry["channel"]), None)
     return True
 
 
@@ -245,7 +244,6 @@ def record_rejected(
         rejections[channel]["error"] = reason
     else:
         rejections[channel] = {"error": reason, "since": stamp, "announced": False}
-        logger.warning("The %s channel rejects our messages: %s", channel, reason)
     return True
 
 

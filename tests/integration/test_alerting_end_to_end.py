@@ -8,6 +8,7 @@ TLS Graph look-alike reached through msal.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -771,8 +772,9 @@ def test_a_failure_reason_too_long_to_store_is_clipped_and_counted(
 # ---- a channel that rejects our messages --------------------------------------------------------
 
 def test_a_rejecting_channel_is_not_retried_and_announced_once_per_episode_elsewhere(
-    every_channel: Callable[..., tuple[World, Channels]],
+    every_channel: Callable[..., tuple[World, Channels]], caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="license_monitor")
     w, channels = every_channel()
     channels.slack.status = 404  # the Slack app was removed: its webhook URL is gone
     w.at_level(93)
@@ -837,6 +839,15 @@ def test_a_rejecting_channel_is_not_retried_and_announced_once_per_episode_elsew
                                  "breach", "channel_rejected"]
     assert w.receiver.delivered[-1].body["message"] == (
         "Slack rejects our messages: HTTP 410 (simulated); check SLACK_WEBHOOK_URL")
+    # The log says each change of the channel once, however many writers raced to record it.
+    said = [record.getMessage() for record in caplog.records]
+    assert [line for line in said if "channel rejects" in line or "delivers again" in line] == [
+        "The slack channel rejects our messages: the Slack webhook at 127.0.0.1 answered HTTP "
+        "404 (simulated)",
+        "The slack channel delivers again",
+        "The slack channel rejects our messages: the Slack webhook at 127.0.0.1 answered HTTP "
+        "410 (simulated)",
+    ]
 
 
 def test_email_refused_for_bad_credentials_is_announced_naming_the_graph_settings(
