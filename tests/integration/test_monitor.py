@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -136,6 +137,9 @@ def test_the_webhook_is_signed_as_standard_webhooks(world: Callable[..., World])
     expected = base64.b64encode(
         hmac.new(key, f"{webhook_id}.{timestamp}.".encode() + item.raw, hashlib.sha256).digest())
     assert item.headers["webhook-signature"] == "v1," + expected.decode()
+    # Signed at the real time of sending, which receivers check against their own clock, even
+    # for a check run at another time (this world's checks run on 26 Nov 2026).
+    assert abs(int(timestamp) - time.time()) < 300
 
 
 def test_a_failed_check_is_unknown_and_leaves_the_breach_open(world: Callable[..., World]) -> None:
