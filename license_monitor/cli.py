@@ -1,7 +1,8 @@
-"""Command line: `python -m license_monitor check` and `python -m license_monitor billing rebuild`.
+"""Command line: `python -m license_monitor check`, `doctor` and `billing rebuild`.
 
 `check` runs the same license_check orchestration as the Function App, in this process, through
 the Durable SDK's replay engine; exit codes follow the monitoring-plugin convention.
+`doctor [--send-test]` checks, one line per requirement, that a real check would work.
 `billing rebuild --since YYYY-MM-DD` measures the billing minutes since that day again.
 """
 
@@ -15,8 +16,9 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
+from license_monitor import __version__
 from license_monitor.roster import ALL_USERS_NOTE, POOL_ALL_USERS
 from license_monitor.settings import ConfigError, Settings
 from license_monitor.times import format_check_time
@@ -50,7 +52,11 @@ def load_local_settings(path: Path, environ: dict[str, str]) -> None:
     if not isinstance(document, dict):
         raise SettingsFileError(
             f'it holds a JSON {_json_kind(document)}, not an object like {{"Values": {{...}}}}')
-    values = document.get("Values", {})
+    if "Values" not in document:
+        raise SettingsFileError(
+            'it has no "Values": a settings file is shaped {"Values": {"NAME": "value", ...}}, '
+            "like local.settings.example.json")
+    values = document["Values"]
     if not isinstance(values, dict):
         raise SettingsFileError(
             f'its "Values" is a JSON {_json_kind(values)}, not an object of setting names '
@@ -77,6 +83,23 @@ def _json_kind(value: object) -> str:
     if isinstance(value, str):
         return "string"
     return "array" if isinstance(value, list) else "object"
+
+
+def day_argument(text: str) -> date:
+    """An argparse type for days: YYYY-MM-DD, or a one-sentence error with the format."""
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a day: write it as YYYY-MM-DD, e.g. 2026-11-01") from None
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """Usage errors exit 3 ("unknown"), never 2: monitoring reads 2 as critical."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(3, f"{self.prog}: error: {message}\n")
 
 
 def summary_line(report: Mapping[str, Any]) -> str:
@@ -149,8 +172,7 @@ def _billing_rebuild(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if args.settings:
             load_local_settings(Path(args.settings), environ)
         settings = Settings.from_env(environ)
-        since = date.fromisoformat(args.since)
-        until = date.fromisoformat(args.until) if args.until else None
+        since, until = args.since, args.until
         rebuilt = rebuild_billing(runtime.Services.from_settings(settings), since,
                                   datetime.now(UTC), until)
     except ConfigError as problem:
@@ -204,13 +226,37 @@ def _check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return exit_code(str(report.get("level", "unknown")))
 
 
+def _doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from license_monitor.doctor import run_doctor  # noqa: PLC0415 (builds clients: only when asked)
+
+    environ = dict(os.environ)
+    try:
+        if args.settings:
+            load_local_settings(Path(args.settings), environ)
+        settings = Settings.from_env(environ)
+    except ConfigError as problem:
+        for text in problem.problems:
+            out.write(f"{'MISSING':<8} settings: {text}\n")
+        out.write(f"not ready: {len(problem.problems)} setting problem(s) to fix first\n")
+        return 3
+    except (OSError, ValueError) as problem:
+        print(f"cannot read the settings file {args.settings}: {problem}", file=err)
+        return 3
+    report = run_doctor(settings, send_test=args.send_test)
+    for line in report.lines():
+        out.write(line + "\n")
+    return 0 if report.passed else 3
+
+
 def main(
     argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr
 ) -> int:
     """Entry point of `python -m license_monitor`."""
-    parser = argparse.ArgumentParser(
+    parser = _ArgumentParser(
         prog="python -m license_monitor",
         description="Concurrent License Monitor for Genesys Cloud")
+    parser.add_argument("--version", action="version",
+                        version=f"concurrent-license-monitor {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check", help="run one license check now")
     check.add_argument("--json", action="store_true", help="print exactly one JSON object")
@@ -220,13 +266,21 @@ def main(
                        help="read settings from a local.settings.json (environment wins)")
     check.add_argument("-v", "--verbose", action="count", default=0,
                        help="log to stderr (-vv: with debug detail)")
+    doctor = commands.add_parser(
+        "doctor", help="check credentials, permissions, storage and channels before deploying")
+    doctor.add_argument("--send-test", action="store_true",
+                        help="send a test message to each configured alert channel")
+    doctor.add_argument("--settings", metavar="FILE",
+                        help="read settings from a local.settings.json (environment wins)")
+    doctor.add_argument("-v", "--verbose", action="count", default=0,
+                        help="log to stderr (-vv: with debug detail)")
     billing_command = commands.add_parser("billing", help="the billing period's figures")
     billing_actions = billing_command.add_subparsers(dest="action", required=True)
     rebuild = billing_actions.add_parser(
         "rebuild", help="measure the minutes since a day again and replace the stored ones")
-    rebuild.add_argument("--since", required=True, metavar="YYYY-MM-DD",
+    rebuild.add_argument("--since", required=True, metavar="YYYY-MM-DD", type=day_argument,
                          help="first day (UTC) to measure again")
-    rebuild.add_argument("--until", metavar="YYYY-MM-DD",
+    rebuild.add_argument("--until", metavar="YYYY-MM-DD", type=day_argument,
                          help="stop at the start of this day (UTC); default: now")
     rebuild.add_argument("--json", action="store_true", help="print exactly one JSON object")
     rebuild.add_argument("--settings", metavar="FILE",
@@ -243,4 +297,6 @@ def main(
     quiet_http_logging()
     if args.command == "billing":
         return _billing_rebuild(args, out, err)
+    if args.command == "doctor":
+        return _doctor(args, out, err)
     return _check(args, out, err)

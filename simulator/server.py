@@ -16,14 +16,14 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from simulator.endpoints import ApiError, ApiRequest, resolve
+from simulator.endpoints import PERMISSIONS, ApiError, ApiRequest, resolve
 from simulator.model import SimOrg
 
 logger = logging.getLogger(__name__)
@@ -129,6 +129,7 @@ class GenesysSimulator:
         host: str = "127.0.0.1",
         port: int = 0,
         forbidden: dict[str, str] | None = None,
+        revoked: Iterable[str] = (),
         details_duplicates: bool = False,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -149,6 +150,8 @@ class GenesysSimulator:
         self._sleep = sleep
         self._state = threading.Lock()  # guards tokens, faults, windows, records
         self._forbidden: dict[str, str] = dict(forbidden or {})
+        # Permissions the OAuth client's role lacks: every endpoint requiring one answers 403.
+        self._revoked: set[str] = set(revoked)
         # More OAuth clients of the same org (a rotation keeps the old one valid for a while).
         self._other_clients: dict[str, str] = {}
         self._faults: list[Fault] = []
@@ -265,6 +268,19 @@ class GenesysSimulator:
         with self._state:
             self._forbidden[path_prefix] = permission
 
+    def revoke(self, permission: str) -> None:
+        """Take `permission` from the OAuth client's role: endpoints requiring it answer 403."""
+        if permission not in PERMISSIONS:
+            raise ValueError(f"no simulated endpoint requires {permission!r}; known: "
+                             + ", ".join(sorted(PERMISSIONS)))
+        with self._state:
+            self._revoked.add(permission)
+
+    def grant(self, permission: str) -> None:
+        """Give a revoked permission back."""
+        with self._state:
+            self._revoked.discard(permission)
+
     def expire_all_tokens(self) -> None:
         """Invalidate every issued bearer token (the next API call gets 401)."""
         with self._state:
@@ -364,7 +380,8 @@ class GenesysSimulator:
             return self._error(401, "bad.credentials", "Invalid login credentials.", correlation_id)
         if fault.kind == "forbidden":
             found = resolve("POST", path) or resolve("GET", path)
-            permission = fault.permission or (found[0].permission if found else "unknown")
+            permission = fault.permission or (
+                found[0].permission if found and found[0].permission else "unknown")
             return self._forbidden_reply(permission, correlation_id)
         status = fault.status
         code = _STATUS_CODES.get(status, "error")
@@ -479,6 +496,8 @@ class GenesysSimulator:
             permission = next(
                 (perm for prefix, perm in self._forbidden.items() if path.startswith(prefix)), None
             )
+            if permission is None and endpoint.permission in self._revoked:
+                permission = endpoint.permission
         if permission is not None:
             reply = self._forbidden_reply(permission, correlation_id)
             reply.headers.update(rate_headers)
