@@ -87,7 +87,10 @@ class Services:
             client_secret=settings.client_secret,
             request_budget_per_minute=settings.request_budget_per_minute,
         )
-        has_storage = bool(settings.state_account_url or settings.state_connection)
+        # A dry run reads state only when it is configured for the monitor itself, not through
+        # the host's AzureWebJobsStorage (local.settings.json for `func start` sets that one).
+        has_storage = bool(settings.state_account_url or (
+            settings.state_connection and not settings.state_from_host_storage))
         state = state_store(settings) if require_state or has_storage else None
         return cls(settings=settings, client=client, state=state, http=channel_session(),
                    sleep=sleep)

@@ -53,7 +53,8 @@ def test_a_well_configured_org_passes_with_one_ok_line_per_requirement(
                    for line in text.splitlines()), (requirement, text)
     # The license ids found, against the pattern: counted tiers and the ones left out.
     licenses = next(line for line in text.splitlines() if "licenses" in line)
-    assert "cloudCX3" in licenses and "cloudCX1" in licenses
+    assert "cloudCX3" in licenses
+    assert "cloudCX1" in licenses
     assert "not counted: communicate" in licenses
     assert text.rstrip().endswith("ready: a real check will work with these settings")
 
@@ -79,8 +80,8 @@ def test_each_permission_removed_gives_one_line_naming_it_and_exit_3(
 
 def test_every_permission_the_simulator_enforces_is_one_the_doctor_names() -> None:
     # The list above covers what the platform documents for the endpoints a check reads.
-    assert PERMISSIONS == {"analytics:userAggregate:view", "analytics:userDetail:view",
-                           "routing:queue:view", "authorization:role:view"}
+    assert {"analytics:userAggregate:view", "analytics:userDetail:view",
+                           "routing:queue:view", "authorization:role:view"} == PERMISSIONS
 
 
 def test_wrong_secret_names_the_settings_and_skips_the_rest(
@@ -91,7 +92,8 @@ def test_wrong_secret_names_the_settings_and_skips_the_rest(
     assert code == 3
     (line,) = missing(text)
     assert "credentials and region" in line
-    assert "GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET" in line and "GENESYS_REGION" in line
+    assert "GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET" in line
+    assert "GENESYS_REGION" in line
     assert "not-the-secret" not in text
     assert sum(1 for row in text.splitlines() if row.startswith("skipped")) == 6
 
@@ -104,7 +106,8 @@ def test_a_pattern_matching_no_license_id_lists_the_ids_found(
     assert code == 3
     (line,) = missing(text)
     assert "no license id matches CONCURRENT_LICENSE_PATTERN ^genesysCX" in line
-    assert "cloudCX3" in line and "communicate" in line
+    assert "cloudCX3" in line
+    assert "communicate" in line
 
 
 def test_an_agent_rule_naming_an_unknown_role_names_the_setting(
@@ -114,7 +117,8 @@ def test_an_agent_rule_naming_an_unknown_role_names_the_setting(
     code, text = doctor(monkeypatch, env_for(sim, AGENT_RULE="role:Agents"))
     assert code == 3
     (line,) = missing(text)
-    assert "no role called 'Agents'" in line and "AGENT_RULE" in line
+    assert "no role called 'Agents'" in line
+    assert "AGENT_RULE" in line
 
 
 def test_send_test_delivers_one_test_message_to_each_channel(
@@ -127,7 +131,8 @@ def test_send_test_delivers_one_test_message_to_each_channel(
     env = env_for(sim, ALERT_WEBHOOK_URL=webhook.url, SLACK_WEBHOOK_URL=slack.url)
     code, text = doctor(monkeypatch, env)
     assert code == 0, text
-    assert webhook.delivered == [] and slack.delivered == []  # nothing sent without --send-test
+    assert webhook.delivered == []
+    assert slack.delivered == []
 
     code, text = doctor(monkeypatch, env, "--send-test")
     assert code == 0, text
@@ -147,7 +152,8 @@ def test_a_channel_that_refuses_the_test_message_is_missing(
     assert code == 3
     (line,) = missing(text)
     assert "channel webhook" in line
-    assert "HTTP 404" in line and "check ALERT_WEBHOOK_URL" in line
+    assert "HTTP 404" in line
+    assert "check ALERT_WEBHOOK_URL" in line
 
 
 def test_storage_is_checked_when_configured(
@@ -159,11 +165,13 @@ def test_storage_is_checked_when_configured(
     report = run_doctor(settings)
     assert report.passed
     (line,) = [line for line in report.lines() if "storage" in line]
-    assert line.startswith("ok") and f"table {table_name} readable" in line
+    assert line.startswith("ok")
+    assert f"table {table_name} readable" in line
 
     unconfigured = run_doctor(Settings.from_env(env_for(sim)))
     (line,) = [line for line in unconfigured.lines() if "storage" in line]
-    assert line.startswith("note") and "not configured" in line
+    assert line.startswith("note")
+    assert "not configured" in line
 
 
 def test_bad_settings_are_listed_one_per_line_before_anything_is_called(
