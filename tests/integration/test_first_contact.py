@@ -3,6 +3,7 @@ the simulator's printed line pasted into a shell, and a login host that is down.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from simulator import GenesysSimulator
+from simulator.demo import run
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -158,3 +160,24 @@ def test_a_login_host_that_is_down_is_reported_with_the_real_attempts_and_time(
     assert int(said.group(1)) == down.connections
     # The seconds said are the seconds spent (the process's start-up aside).
     assert elapsed - 4 <= int(said.group(2)) <= elapsed + 1, (error, elapsed)
+
+
+def test_the_demo_explains_its_figures_once_and_ends_with_the_next_step() -> None:
+    out = io.StringIO()
+    assert run(out=out, users=400) == 0
+    text = out.getvalue()
+    legend, _, checks = text.partition("[1] ")
+    # Said once, before the first check: each figure of the line, in plain words.
+    assert "billable peak     what Genesys bills for the month so far" in legend
+    assert "It starts at 0 because no level has been" in legend
+    assert "at least 30 minutes in total" in legend
+    assert "clear level       an alert ends only when the peak falls below 85%" in legend
+    assert "active in window  everyone logged in at any time" in legend
+    assert "How to read" not in checks
+    # The first check's billable peak of 0 is the one the legend explains.
+    assert "billable peak 0" in checks.splitlines()[1]
+    assert "below the 85% clear level" in checks
+    ending = text.rstrip().splitlines()[-4:]
+    assert "license_monitor doctor" in ending[1]
+    assert "check --dry-run" in ending[2]
+    assert "azd up" in ending[3]
