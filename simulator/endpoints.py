@@ -723,7 +723,7 @@ def _endpoint(method: str, pattern: str, permission: str, handler: Handler) -> E
 
 _ID = r"(?P<{}>[^/]+)"
 # The permission each endpoint requires, as the platform's API documentation lists it (the
-# official SDKs' generated docs, e.g. UsersApi.md "Requires ANY permissions: ..."). Listings the
+# "Requires ANY permissions" line of each operation in the official SDKs' docs). Listings the
 # documentation marks "Requires no permissions" (users, license users, groups and their
 # members, a role's users, one's own organization) need none here either: a client lacking
 # every permission still reads them, as on the platform.
