@@ -323,8 +323,8 @@ def channels(settings: Settings, *, send_test: bool, session: requests.Session,
         target = channel_target(settings, channel)
         where = notify.host_of(str(target.get("url") or target.get("api_url") or ""))
         if not send_test:
-            found.append(Finding("ok", name, f"configured, to {where} (--send-test sends a "
-                                             "test message)"))
+            found.append(Finding("ok", name, f"configured, well-formed, to {where} "
+                                             "(--send-test sends a test message)"))
             continue
         try:
             for payload in _test_payloads(settings, channel, now):

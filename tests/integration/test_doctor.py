@@ -189,3 +189,19 @@ def test_bad_settings_are_listed_one_per_line_before_anything_is_called(
     assert any("GENESYS_CLIENT_ID" in line for line in lines)
     assert any("LICENSE_CAPACITY" in line for line in lines)
     assert sim.count() == 0
+
+
+def test_the_pagerduty_test_incident_is_resolved_at_once(
+    simulator: Callable[..., GenesysSimulator], monkeypatch: pytest.MonkeyPatch,
+    webhook_receiver: Callable[..., HttpReceiver],
+) -> None:
+    sim = simulator()
+    events = webhook_receiver(path="/v2/enqueue")
+    env = env_for(sim, PAGERDUTY_ROUTING_KEY="R0UT1NGKEY", PAGERDUTY_EVENTS_URL=events.url)
+    code, text = doctor(monkeypatch, env, "--send-test")
+    assert code == 0, text
+    trigger, resolve = (received.body for received in events.delivered)
+    assert trigger["event_action"] == "trigger"
+    assert trigger["payload"]["severity"] == "info"
+    assert resolve == {"routing_key": "R0UT1NGKEY", "event_action": "resolve",
+                       "dedup_key": trigger["dedup_key"]}
