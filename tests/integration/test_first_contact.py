@@ -124,6 +124,7 @@ class DownHost:
         self._socket = socket.create_server(("127.0.0.1", 0))
         self.port = self._socket.getsockname()[1]
         self.connections = 0
+        self.times: list[float] = []  # monotonic time of each connection
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
 
@@ -134,6 +135,7 @@ class DownHost:
             except OSError:
                 return
             self.connections += 1
+            self.times.append(time.monotonic())
             connection.close()
 
     def stop(self) -> None:
@@ -148,9 +150,7 @@ def test_a_login_host_that_is_down_is_reported_with_the_real_attempts_and_time(
     try:
         env = {**simulator_env(sim), "GENESYS_LOGIN_URL": f"http://127.0.0.1:{down.port}",
                "LICENSE_CAPACITY": "10"}
-        started = time.monotonic()
         done = cli(["check", "--dry-run", "--json"], env)
-        elapsed = time.monotonic() - started
     finally:
         down.stop()
     assert done.returncode == 3
@@ -158,8 +158,10 @@ def test_a_login_host_that_is_down_is_reported_with_the_real_attempts_and_time(
     said = re.search(r"after (\d+) attempts over (\d+) s", error)
     assert said is not None, error
     assert int(said.group(1)) == down.connections
-    # The seconds said are the seconds spent (the process's start-up aside).
-    assert elapsed - 4 <= int(said.group(2)) <= elapsed + 1, (error, elapsed)
+    # The seconds said are the seconds the host saw being tried: first to last attempt (the
+    # client gives up right after the last one fails), whatever the machine's load.
+    spent = down.times[-1] - down.times[0]
+    assert spent - 1 <= int(said.group(2)) <= spent + 1.5, (error, spent)
 
 
 def test_the_demo_explains_its_figures_once_and_ends_with_the_next_step() -> None:
