@@ -328,8 +328,11 @@ def test_azd_asks_only_for_what_has_no_default() -> None:
     assert set(mapped) <= set(parameters)
     prompted = {name for name, parameter in parameters.items()
                 if parameter["default"] is None and name not in mapped}
-    # README "Deploy" lists exactly these as the questions `azd up` asks.
     assert prompted == {"genesysClientId", "genesysClientSecret", "licenseCapacity", "alertEmail"}
+    # docs/deploy.md "What it asks" lists exactly these as the questions `azd up` asks.
+    guide = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    asks = guide[guide.index("## What it asks"):guide.index("## What it creates")]
+    assert set(re.findall(r"^\| `(\w+)`", asks, flags=re.MULTILINE)) == prompted
 
 
 def readme_section(heading: str) -> str:
