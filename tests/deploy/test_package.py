@@ -1,15 +1,21 @@
-"""What `azd deploy` packages: the working tree as it is on disk (with caches, Azurite's files
-and virtual environments around), less what .funcignore leaves out."""
+"""What `azd deploy` packages: a working tree as a developer's looks after the tests and the
+demo ran (caches, Azurite's files, virtual environments), less what .funcignore leaves out."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 from tests.deploy.conftest import ROOT
-from tests.unit.test_structure import PRODUCT, ignored_by_funcignore
+from tests.unit.test_structure import PRODUCT, ignored_by_funcignore, tracked_files
 
 SHIPPED_FILES = {"function_app.py", "host.json", "requirements.txt", ".funcignore"}
+LEFTOVERS = ("__azurite_db_table__.json", "__blobstorage__/a", "__queuestorage__/b",
+             ".azurite/table.json", "license_monitor/__pycache__/check.cpython-313.pyc",
+             "orchestrators/__pycache__/starters.cpython-311.pyc", ".venv/bin/python",
+             ".venv-3.11/bin/python", ".pytest_cache/v", ".hypothesis/x", "local.settings.json",
+             ".azure/dev/.env", "docs/deploy.md", "node_modules/x/index.js")
 
 
 def packaged(root: Path) -> list[str]:
@@ -18,27 +24,21 @@ def packaged(root: Path) -> list[str]:
     found = []
     for directory, folders, files in os.walk(root):
         relative = Path(directory).relative_to(root)
-        folders[:] = [name for name in folders if name != ".git" and not ignored_by_funcignore(
-            str(relative / name), patterns)]
+        folders[:] = [name for name in folders
+                      if not ignored_by_funcignore(str(relative / name), patterns)]
         found += [str(relative / name) for name in files
                   if not ignored_by_funcignore(str(relative / name), patterns)]
     return sorted(path.removeprefix("./") for path in found)
 
 
 def test_the_package_holds_only_the_product(tmp_path: Path) -> None:
-    # What a developer's checkout has lying around after the tests and the demo ran.
-    (ROOT / "license_monitor" / "__pycache__").mkdir(exist_ok=True)
-    leftovers = [ROOT / "__azurite_db_table__.json", ROOT / "__blobstorage__" / "x",
-                 ROOT / "license_monitor" / "__pycache__" / "deploy_probe.cpython-313.pyc"]
-    for path in leftovers:
-        path.parent.mkdir(exist_ok=True)
-        path.write_text("left over", encoding="utf-8")
-    try:
-        files = packaged(ROOT)
-    finally:
-        for path in leftovers:
-            path.unlink()
-        (ROOT / "__blobstorage__").rmdir()
+    for name in tracked_files():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, tmp_path / name)
+    for name in LEFTOVERS:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("left over", encoding="utf-8")
+    files = packaged(tmp_path)
     assert "function_app.py" in files
     assert "license_monitor/check.py" in files
     outside = [path for path in files
