@@ -35,7 +35,8 @@ class Mutation:
 
 MUTATIONS = (
     Mutation("unknown-property", "a misspelt property on the Function App",
-             "infra/app/function.bicep", "httpsOnly: true", "httpsOnyl: true", "types"),
+             "infra/app/function.bicep", "keyVaultReferenceIdentity: identityId",
+             "keyVaultReferenceIdentityId: identityId", "types"),
     Mutation("wrong-enum", "an aggregation the alert service does not know",
              "infra/app/alerts.bicep", "timeAggregation: 'Count'", "timeAggregation: 'Sum'",
              "types"),
