@@ -76,8 +76,8 @@ resource site 'Microsoft.Web/sites@2023-12-01' = {
     httpsOnly: true
     clientCertEnabled: false
     keyVaultReferenceIdentity: identityId
-    // Flex Consumption: only what Microsoft's Flex templates set; ftpsState, alwaysOn and the
-    // other App Service options are deprecated here (tests/infra/rules.py).
+    // Flex Consumption deprecates ftpsState, alwaysOn and the other App Service options
+    // (tests/infra/rules.py); Microsoft's Flex templates set neither ftpsState nor HTTP/2.
     siteConfig: {
       minTlsVersion: '1.2'
     }
