@@ -14,6 +14,7 @@ from tests.infra.kql import (
     Query,
     alert_queries,
     bind,
+    documented_queries,
     problems,
     workbook_queries,
 )
@@ -34,8 +35,10 @@ def bound(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         planted[mutation.id] = [Query(f"{mutation.id}: {q.id}", q.text, q.expects)
                                 for q in queries(root)]
     deployed = queries(ROOT)
-    every = deployed + [query for batch in planted.values() for query in batch]
-    return {"deployed": deployed, "planted": planted, "results": bind(every)}
+    documented = documented_queries(ROOT)
+    every = deployed + documented + [query for batch in planted.values() for query in batch]
+    return {"deployed": deployed, "documented": documented, "planted": planted,
+            "results": bind(every)}
 
 
 def test_every_query_of_infra_is_checked(bound: dict[str, Any]) -> None:
@@ -49,6 +52,13 @@ def test_the_query_binds_and_returns_what_its_reader_reads(query_id: str,
     result = bound["results"][query_id]
     assert problems(query, result, EXPECTED_COLUMNS[query_id]) == []
     assert [column["name"] for column in result["columns"]] == EXPECTED_COLUMNS[query_id]
+
+
+def test_every_documented_query_binds(bound: dict[str, Any]) -> None:
+    assert len(bound["documented"]) >= 3
+    for query in bound["documented"]:
+        errors = [d for d in bound["results"][query.id]["diagnostics"] if d["severity"] == "Error"]
+        assert errors == [], query.id
 
 
 @pytest.mark.parametrize("mutation", caught_by("kql"), ids=lambda m: m.id)

@@ -8,6 +8,7 @@ syntax error), and its result columns must be what the rule or the tile reads.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -81,6 +82,18 @@ def workbook_queries(infra: Path = INFRA) -> list[Query]:
     return [Query(f"tile {item['name']}", item["content"]["query"],
                   {"visualization": item["content"].get("visualization")})
             for item in workbook["items"] if item["type"] == 3]
+
+
+def documented_queries(root: Path) -> list[Query]:
+    """The ```kusto blocks of README.md and docs/*.md, which users paste into Logs."""
+    queries = []
+    for path in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        if not path.is_file():
+            continue
+        blocks = re.findall(r"```kusto\n(.*?)```", path.read_text(encoding="utf-8"), re.DOTALL)
+        queries += [Query(f"{path.relative_to(root)} [{position}]", block, {})
+                    for position, block in enumerate(blocks)]
+    return queries
 
 
 def bind(queries: list[Query]) -> dict[str, dict[str, Any]]:
