@@ -57,6 +57,36 @@ def locate(repo: Path, commit: str, resource: str) -> str:
     raise SystemExit(f"{resource} is not defined in {repo} at {commit}.")
 
 
+def deduplicate(types: list[dict[str, Any]], entries: dict[str, Any]
+                ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Merge identical definitions (the same string type in every file, ...) until none are."""
+    while True:
+        first: dict[str, int] = {}
+        keep: list[int] = []
+        target: dict[int, int] = {}
+        for position, definition in enumerate(types):
+            key = json.dumps(definition, sort_keys=True)
+            if key not in first:
+                first[key] = len(keep)
+                keep.append(position)
+            target[position] = first[key]
+        if len(keep) == len(types):
+            return types, entries
+
+        types = [_relink(types[position], target) for position in keep]
+        entries = _relink(entries, target)
+
+
+def _relink(value: Any, target: dict[int, int]) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"$ref"}:
+            return {"$ref": f"#/{target[int(value['$ref'][2:])]}"}
+        return {key: _relink(item, target) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_relink(item, target) for item in value]
+    return value
+
+
 def extract(repo: Path, commit: str, resources: list[str]) -> dict[str, Any]:
     merged: list[dict[str, Any]] = []
     index: dict[tuple[str, int], int] = {}
@@ -96,6 +126,7 @@ def extract(repo: Path, commit: str, resources: list[str]) -> dict[str, Any]:
         position = next(i for i, t in enumerate(types) if t.get("$type") == "ResourceType"
                         and t["name"].lower() == resource.lower())
         entries[resource] = {"path": path, "type": {"$ref": f"#/{copy(path, types, position)}"}}
+    merged, entries = deduplicate(merged, entries)
     return {
         "source": {
             "repository": "https://github.com/Azure/bicep-types-az",
