@@ -1,6 +1,6 @@
 """What one license check costs as the organization grows: API calls, time, memory, storage.
 
-    .venv/bin/python -m benchmarks.check_cost             # the README table (about 25 minutes)
+    .venv/bin/python -m benchmarks.check_cost             # docs/scale-and-cost.md (about 25 min)
     .venv/bin/python -m benchmarks.check_cost --sizes 1000,10000 --naive-sizes 1000  # 2 minutes
     .venv/bin/python -m benchmarks.check_cost --sizes 20000:150 --naive-sizes "" --endpoints
 
@@ -14,8 +14,8 @@ the 14:00 shift change, the busiest window of the day): cold (empty table, no to
 that run's; the naive script (per-user calls, sequential, no cache, no rate limit) runs the same
 way, at the first moment, for the sizes in --naive-sizes.
 
-Printed: the results table (Markdown, as committed in the README), the API calls the formulas
-predict next to the measured ones, and with --endpoints the calls per endpoint.
+Printed: the results table (Markdown, as committed in docs/scale-and-cost.md), the API calls
+the formulas predict next to the measured ones, and with --endpoints the calls per endpoint.
 """
 
 from __future__ import annotations

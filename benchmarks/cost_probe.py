@@ -130,7 +130,7 @@ def run_check(spec: dict[str, Any]) -> dict[str, Any]:
         "STATE_TABLE": spec["table"],
         "REQUEST_BUDGET_PER_MINUTE": str(spec["budget"]),
         # The longest deadline a check may have: a cold check at 50,000 users needs about five
-        # minutes of the 300/min budget (README "Scale and cost": set it so above ~15,000).
+        # minutes of the 300/min budget (docs/scale-and-cost.md "Measured": set so above ~15,000).
         "CHECK_TIMEOUT_SECONDS": "600",
     })
     meter = WriteMeter()

@@ -473,7 +473,8 @@ def _deliver_one(services: Services, item: notify.Notification) -> dict[str, Any
 
 
 def record_metrics(services: Services, report: dict[str, Any]) -> dict[str, Any]:
-    """One point per metric for this check (README "Metrics"); nothing without a connection."""
+    """One point per metric for this check (docs/operations.md "Metrics"); none without a
+    connection."""
     settings = services.settings
     metrics.record_check(
         report, org=settings.org_name or settings.client_key, capacity=settings.license_capacity,

@@ -20,7 +20,7 @@ T = TypeVar("T")
 ConcurrentPool = Literal["licenses", "all_users"]
 CONCURRENT_POOLS: tuple[ConcurrentPool, ...] = get_args(ConcurrentPool)
 
-# Every integer setting with the range an admin can choose from (README, Settings). The upper
+# Every integer setting with the range an admin can choose from (docs/settings.md). The upper
 # bounds keep absurd values (a 30-digit reminder interval overflowed timedelta in every check)
 # out; they are generous enough for the largest orgs.
 INTEGER_RANGES: dict[str, tuple[int, int]] = {

@@ -1,7 +1,7 @@
 """API calls per check, pinned for a generated org: a regression in what one check asks fails here.
 
-The formulas (README, "Scale and cost"), with H the users with logged-in time in the window (any
-license), U active users, L license holders, Q queues, m(q) the members of queue q:
+The formulas (docs/scale-and-cost.md "Measured"), with H the users with logged-in time in the
+window (any license), U active users, L license holders, Q queues, m(q) the members of queue q:
 
     warm check = 1 aggregates query + ceil(H / 100) details pages + 1 page past them
     roster     = ceil(U / 500) + ceil(L / 500) + ceil(Q / 500) + sum of ceil(m(q) / 100), m(q) > 0
