@@ -87,6 +87,10 @@ class Tally:
         self._start_ms, self._end_ms = to_ms(start), to_ms(end)
         self._include = include
         self._users: dict[str, _Login] = {}
+        # The query being added page by page, and the users its earlier pages held: a user
+        # the platform lists again on a later page is not counted twice.
+        self._chunk: tuple[int, int] | None = None
+        self._chunk_users: set[str] = set()
 
     def _clip(
         self, start: datetime, end: datetime | None, chunk: tuple[int, int]
@@ -103,19 +107,25 @@ class Tally:
         chunk_start: datetime | None = None,
         chunk_end: datetime | None = None,
     ) -> None:
-        """Add the records one query returned for [chunk_start, chunk_end) (default: the span).
+        """Add the records of one page of a query for [chunk_start, chunk_end) (default: the
+        span); pages of one query are added one after the other.
 
         Records are clipped to that interval: a record that overlaps two queries is counted
-        once in each part, and a row the platform repeats is counted once.
+        once in each part, and a row or record the platform repeats is counted once.
         """
         chunk = (max(self._start_ms, to_ms(chunk_start or self.start)),
                  min(self._end_ms, to_ms(chunk_end or self.end)))
         if chunk[0] >= chunk[1]:
             return
+        if chunk != self._chunk:
+            self._chunk, self._chunk_users = chunk, set()
+        earlier = self._chunk_users
+        added: set[str] = set()
         seen: set[tuple[str, int, str]] = set()
         seen_routing: set[tuple[str, int, str]] = set()
+        logged_in: dict[str, list[tuple[int, int]]] = {}  # this page's logins, per user
         for segment in presence:
-            if segment.presence == OFFLINE:
+            if segment.presence == OFFLINE or segment.user_id in earlier:
                 continue
             if self._include is not None and not self._include(segment.user_id):
                 continue
@@ -124,23 +134,29 @@ class Tally:
             if key in seen or clipped is None:
                 continue
             seen.add(key)
+            added.add(segment.user_id)
             login = self._users.setdefault(segment.user_id, _Login())
             login.spans.append(clipped)
+            logged_in.setdefault(segment.user_id, []).append(clipped)
             login.presence_ms[segment.presence] = (
                 login.presence_ms.get(segment.presence, 0) + clipped[1] - clipped[0])
             if clipped[1] == self._end_ms and (segment.end is None or segment.end > self.end):
                 login.open_at_end = True
+        unions = {user_id: _union(spans) for user_id, spans in logged_in.items()}
         for record in routing:
-            if self._include is not None and not self._include(record.user_id):
+            if record.user_id in earlier or record.user_id not in unions:
                 continue
             key = (record.user_id, to_ms(record.start), record.status)
             clipped = self._clip(record.start, record.end, chunk)
             if key in seen_routing or clipped is None:
                 continue
             seen_routing.add(key)
-            login = self._users.setdefault(record.user_id, _Login())
-            login.routing_ms[record.status] = (
-                login.routing_ms.get(record.status, 0) + clipped[1] - clipped[0])
+            # Routing time only while logged in: a logged-out user is OFF_QUEUE, never idle.
+            overlap = _overlap(unions[record.user_id], clipped)
+            if overlap:
+                login = self._users[record.user_id]
+                login.routing_ms[record.status] = login.routing_ms.get(record.status, 0) + overlap
+        earlier |= added
 
     def attribute(self, level: int | None = None) -> Attribution:
         """Attribute `level` (default: the highest level held 30 minutes over the span)."""
@@ -195,6 +211,17 @@ def _union(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
             continue
         union.append((low, high))
     return union
+
+
+def _overlap(union: list[tuple[int, int]], span: tuple[int, int]) -> int:
+    """Milliseconds of `span` inside a sorted union of spans."""
+    total = 0
+    index = max(0, bisect_left(union, (span[0], span[0])) - 1)
+    while index < len(union) and union[index][0] < span[1]:
+        low, high = max(union[index][0], span[0]), min(union[index][1], span[1])
+        total += max(0, high - low)
+        index += 1
+    return total
 
 
 def _sweep(logins: Iterable[list[tuple[int, int]]]) -> tuple[list[int], list[int]]:

@@ -1,4 +1,4 @@
-"""Command line: `python -m license_monitor check` and `python -m license_monitor billing rebuild`.
+"""Command line: `python -m license_monitor check`, `billing rebuild` and `peak-users`.
 
 `check` runs the same license_check orchestration as the Function App, in this process, through
 the Durable SDK's replay engine; exit codes follow the monitoring-plugin convention.
@@ -174,6 +174,50 @@ def _billing_rebuild(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+def _load_settings(args: argparse.Namespace) -> Settings:
+    environ = dict(os.environ)
+    if args.settings:
+        load_local_settings(Path(args.settings), environ)
+    return Settings.from_env(environ)
+
+
+def _peak_users(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from license_monitor import peak_users, runtime  # noqa: PLC0415 (builds clients: only when asked)
+    from license_monitor.user_lists import (  # noqa: PLC0415
+        peak_users_csv,
+        peak_users_text,
+        progress_bar,
+    )
+
+    now = datetime.now(UTC)
+    try:
+        settings = _load_settings(args)
+        which, text = ("--day", args.day) if args.day else ("--period", args.period)
+        try:
+            chosen = date.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"{which} {text} is not a date (YYYY-MM-DD)") from None
+        span = (peak_users.day_span(chosen, now) if args.day
+                else peak_users.period_span(chosen, settings.billing_anchor_day, now))
+        services = runtime.Services.from_settings(settings, require_state=False)
+        with progress_bar(err, enabled=not args.json and not args.csv) as advance:
+            result = peak_users.peak_users(services, span, level=args.level, on_page=advance,
+                                           now=now)
+    except ConfigError as problem:
+        print(problem, file=err)
+        return 3
+    except Exception as problem:
+        print(f"peak-users failed: {problem}", file=err)
+        return 3
+    if args.json:
+        out.write(json.dumps(result) + "\n")
+    elif args.csv:
+        out.write(peak_users_csv(result))
+    else:
+        out.write(peak_users_text(result))
+    return 0
+
+
 def _check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     environ = dict(os.environ)
     report: dict[str, Any] | None = None
@@ -202,6 +246,35 @@ def _check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             state = "delivered" if sent.get("delivered") else f"NOT delivered ({sent.get('error')})"
             out.write(f"  alert {sent['event']} on {sent['channel']}: {state}\n")
     return exit_code(str(report.get("level", "unknown")))
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+    return value
+
+
+def _add_peak_users(commands: Any) -> None:
+    peak = commands.add_parser(
+        "peak-users", help="the users a day's or a billing period's peak is attributed to")
+    when = peak.add_mutually_exclusive_group(required=True)
+    when.add_argument("--day", metavar="YYYY-MM-DD",
+                      help="a UTC day: its highest level held 30 minutes")
+    when.add_argument("--period", metavar="YYYY-MM-DD",
+                      help="the billing period holding this day: its billable peak")
+    peak.add_argument("--level", type=_positive, metavar="N",
+                      help="attribute this level instead of the one held 30 minutes")
+    shape = peak.add_mutually_exclusive_group()
+    shape.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    shape.add_argument("--csv", action="store_true", help="print one CSV row per user")
+    peak.add_argument("--settings", metavar="FILE",
+                      help="read settings from a local.settings.json (environment wins)")
+    peak.add_argument("-v", "--verbose", action="count", default=0,
+                      help="log to stderr (-vv: with debug detail)")
 
 
 def main(
@@ -233,6 +306,7 @@ def main(
                          help="read settings from a local.settings.json (environment wins)")
     rebuild.add_argument("-v", "--verbose", action="count", default=0,
                          help="log to stderr (-vv: with debug detail)")
+    _add_peak_users(commands)
     args = parser.parse_args(argv)
     levels = {0: logging.ERROR, 1: logging.INFO}
     logging.basicConfig(
@@ -243,4 +317,6 @@ def main(
     quiet_http_logging()
     if args.command == "billing":
         return _billing_rebuild(args, out, err)
+    if args.command == "peak-users":
+        return _peak_users(args, out, err)
     return _check(args, out, err)

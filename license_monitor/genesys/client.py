@@ -328,6 +328,8 @@ class GenesysClient:
         """The JSON body of a 2xx response, or the matching GenesysError."""
         status = response.status_code
         correlation_id = response.headers.get(CORRELATION_HEADER)
+        if status == 204:  # No Content: a DELETE done
+            return _Answer(body=None, correlation_id=correlation_id, status=status)
         if 200 <= status < 300:
             try:
                 body = response.json(object_hook=object_hook) if object_hook else response.json()

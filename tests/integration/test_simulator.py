@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import uuid
 from collections.abc import Callable, Iterator
@@ -437,7 +438,13 @@ def test_details_return_every_overlapping_segment_and_open_ones_without_end_time
         ("OFFLINE", "2026-11-26T11:50:00.000Z", None),
     ]
     assert "endTime" not in agent_2[1]
-    assert rows["u-agent-2"]["routingStatus"] == []
+    # On Queue alternates waiting (IDLE) and INTERACTING; logged out, the agent is OFF_QUEUE.
+    routing = rows["u-agent-2"]["routingStatus"]
+    assert {r["routingStatus"] for r in routing[:-1]} <= {"IDLE", "INTERACTING"}
+    assert (routing[-1]["routingStatus"], routing[-1]["startTime"]) == (
+        "OFF_QUEUE", "2026-11-26T11:50:00.000Z")
+    assert "endTime" not in routing[-1]
+    assert all(a["endTime"] == b["startTime"] for a, b in itertools.pairwise(routing))
     assert agent_2[0]["organizationPresenceId"] == "e08eaf1b-ee47-4fa9-a231-1200e284798f"
 
 

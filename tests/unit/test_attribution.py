@@ -199,3 +199,15 @@ def test_adding_query_by_query_with_repeated_rows_changes_nothing(
         pieces.add(overlapping + overlapping[:2], chunk_start=at(low * SLICE),
                    chunk_end=at(high * SLICE))
     assert pieces.attribute() == whole.attribute()
+
+
+def test_a_user_listed_again_on_a_later_page_of_the_same_query_counts_once() -> None:
+    rows = [seg("a", 0, 1800, "AWAY"), seg("a", 1800, 3600)]
+    once = Tally(DAY, at(3600))
+    once.add(rows)
+    twice = Tally(DAY, at(3600))
+    twice.add(rows[:1] + rows[1:], chunk_start=DAY, chunk_end=at(3600))
+    twice.add(rows, chunk_start=DAY, chunk_end=at(3600))  # the platform's repeated row
+    assert twice.attribute() == once.attribute()
+    assert once.attribute(level=1).users[0].presence_ms == {"AVAILABLE": 1_800_000,
+                                                            "AWAY": 1_800_000}
