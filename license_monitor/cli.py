@@ -1,4 +1,4 @@
-"""Command line: `python -m license_monitor check`, `billing rebuild` and `peak-users`.
+"""Command line: `python -m license_monitor check`, `billing rebuild`, `peak-users` and `idle`.
 
 `check` runs the same license_check orchestration as the Function App, in this process, through
 the Durable SDK's replay engine; exit codes follow the monitoring-plugin convention.
@@ -96,6 +96,9 @@ def summary_line(report: Mapping[str, Any]) -> str:
     ]
     if billing.get("billable_peak") is not None:
         parts.append(f"billable peak {billing['billable_peak']}")
+    idle = report.get("idle")
+    if isinstance(idle, Mapping) and idle.get("count") is not None:
+        parts.append(f"idle {idle['count']}")
     gauge = report.get("gauge")
     if isinstance(gauge, Mapping) and gauge.get("value") is not None:
         parts.append(f"gauge {gauge['value']} (drift {int(gauge.get('drift') or 0):+d})")
@@ -218,6 +221,60 @@ def _peak_users(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+def _idle(args: argparse.Namespace, out: TextIO, err: TextIO, inp: TextIO) -> int:
+    from license_monitor import idle_users, runtime  # noqa: PLC0415 (builds clients: only when asked)
+    from license_monitor.user_lists import idle_csv, idle_text  # noqa: PLC0415
+
+    try:
+        settings = _load_settings(args)
+        services = runtime.Services.from_settings(settings, require_state=False)
+        if args.sign_out:
+            return _sign_out(args, services, out, err, inp)
+        result = idle_users.idle_now(services, datetime.now(UTC))
+    except ConfigError as problem:
+        print(problem, file=err)
+        return 3
+    except Exception as problem:
+        print(f"idle failed: {problem}", file=err)
+        return 3
+    if args.json:
+        out.write(json.dumps(result) + "\n")
+    elif args.csv:
+        out.write(idle_csv(result))
+    else:
+        out.write(idle_text(result))
+    return 0
+
+
+def _sign_out(args: argparse.Namespace, services: Any, out: TextIO, err: TextIO,
+              inp: TextIO) -> int:
+    """Sign out exactly the users named, after a confirmation unless --yes; never automatic."""
+    from license_monitor import idle_users  # noqa: PLC0415
+    from license_monitor.peak_users import read_directory  # noqa: PLC0415
+
+    names = dict(read_directory(services).names)
+    named = list(dict.fromkeys(args.sign_out))
+    listed = ", ".join(f"{names.get(uid) or 'unknown user'} ({uid})" for uid in named)
+    if not args.yes:
+        if not inp.isatty():
+            print("refusing to sign anybody out without a confirmation: run it in a terminal, "
+                  "or add --yes", file=err)
+            return 3
+        err.write(f"Sign out {len(named)} user(s): {listed}? Their sessions end now and "
+                  "anything unsaved in their clients is lost. [y/N] ")
+        err.flush()
+        if inp.readline().strip().lower() not in ("y", "yes"):
+            print("nobody was signed out", file=err)
+            return 3
+    logging.getLogger(idle_users.__name__).setLevel(logging.WARNING)  # the audit lines
+    outcomes = idle_users.sign_out(services, named, names)
+    for outcome in outcomes:
+        who = f"{outcome.user_id} ({outcome.name or 'name unknown'})"
+        out.write(f"signed out {who}\n" if outcome.error is None
+                  else f"NOT signed out {who}: {outcome.error}\n")
+    return 0 if all(outcome.error is None for outcome in outcomes) else 3
+
+
 def _check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     environ = dict(os.environ)
     report: dict[str, Any] | None = None
@@ -258,6 +315,22 @@ def _positive(text: str) -> int:
     return value
 
 
+def _add_idle(commands: Any) -> None:
+    idle = commands.add_parser(
+        "idle", help="pool users logged in without working for IDLE_AFTER_MINUTES, now")
+    shape = idle.add_mutually_exclusive_group()
+    shape.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    shape.add_argument("--csv", action="store_true", help="print one CSV row per user")
+    idle.add_argument("--sign-out", nargs="+", metavar="USER_ID",
+                      help="end every session of exactly these users (never automatic)")
+    idle.add_argument("--yes", action="store_true",
+                      help="sign out without asking for a confirmation")
+    idle.add_argument("--settings", metavar="FILE",
+                      help="read settings from a local.settings.json (environment wins)")
+    idle.add_argument("-v", "--verbose", action="count", default=0,
+                      help="log to stderr (-vv: with debug detail)")
+
+
 def _add_peak_users(commands: Any) -> None:
     peak = commands.add_parser(
         "peak-users", help="the users a day's or a billing period's peak is attributed to")
@@ -278,7 +351,8 @@ def _add_peak_users(commands: Any) -> None:
 
 
 def main(
-    argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr
+    argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr,
+    inp: TextIO | None = None,
 ) -> int:
     """Entry point of `python -m license_monitor`."""
     parser = argparse.ArgumentParser(
@@ -307,6 +381,7 @@ def main(
     rebuild.add_argument("-v", "--verbose", action="count", default=0,
                          help="log to stderr (-vv: with debug detail)")
     _add_peak_users(commands)
+    _add_idle(commands)
     args = parser.parse_args(argv)
     levels = {0: logging.ERROR, 1: logging.INFO}
     logging.basicConfig(
@@ -319,4 +394,8 @@ def main(
         return _billing_rebuild(args, out, err)
     if args.command == "peak-users":
         return _peak_users(args, out, err)
+    if args.command == "idle":
+        if args.yes and not args.sign_out:
+            parser.error("--yes goes with --sign-out")
+        return _idle(args, out, err, sys.stdin if inp is None else inp)
     return _check(args, out, err)

@@ -70,3 +70,30 @@ def peak_users_text(result: Mapping[str, Any]) -> str:
             f"at peak {_duration(user['seconds_at_peak']):>7}  "
             f"logged in {_duration(user['seconds_logged_in']):>7}  {user['id']}")
     return "\n".join(lines) + "\n"
+
+
+IDLE_COLUMNS = ("id", "name", "class", "since", "idle_minutes", "presence")
+
+
+def idle_csv(result: Mapping[str, Any]) -> str:
+    """One header row and one row per idle license holder."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(IDLE_COLUMNS)
+    for user in result["users"]:
+        writer.writerow(["" if user[column] is None else user[column] for column in IDLE_COLUMNS])
+    return buffer.getvalue()
+
+
+def idle_text(result: Mapping[str, Any]) -> str:
+    """The count in one sentence, then one line per user, longest idle first."""
+    head = (f"{result['count']} of the {result['logged_in']} logged in have not worked for "
+            f"{result['after_minutes']}+ minutes ({result['agents']} agents, "
+            f"{result['admins']} admins)")
+    lines = [head + (":" if result["users"] else ".")]
+    for user in result["users"]:
+        lines.append(
+            f"  {user['name'] or user['id']:<28} {user['class']:<5} "
+            f"{user['presence'].replace('_', ' ').lower():<10} since {user['since']} "
+            f"({_duration(user['idle_minutes'] * 60)})  {user['id']}")
+    return "\n".join(lines) + "\n"

@@ -389,6 +389,13 @@ class GenesysClient:
         path = "/api/v2/organizations/me"
         return self._parse(self._call("GET", path), payloads.parse_organization, f"GET {path}")
 
+    def sign_out(self, user_id: str) -> None:
+        """End every session of a user: DELETE /api/v2/tokens/{userId} (oauth:token:delete).
+
+        The user's presence goes Offline and their concurrent license is freed.
+        """
+        self._call("DELETE", f"/api/v2/tokens/{_segment(user_id)}")
+
     def users_logged_in(self, start: datetime, end: datetime) -> frozenset[str]:
         """Users with any non-OFFLINE time in [start, end]: one org-wide aggregates query.
 
