@@ -15,12 +15,14 @@ PEAK_USER_COLUMNS = ("id", "name", "division", "license", "class", "seconds_at_p
 
 
 @contextmanager
-def progress_bar(stream: TextIO, *, enabled: bool) -> Iterator[Callable[[str], None]]:
+def progress_bar(
+    stream: TextIO, *, enabled: bool, mininterval: float = 0.1
+) -> Iterator[Callable[[str], None]]:
     """A progress bar of pages read, on `stream` (stderr), shown only to a person: never when
     disabled (machine output) or when the stream is not a terminal."""
     shown = enabled and stream.isatty()
     with tqdm(file=stream, disable=not shown, unit=" pages", desc="user details",
-              leave=False, dynamic_ncols=True) as bar:
+              leave=False, dynamic_ncols=True, mininterval=mininterval) as bar:
         def advance(what: str) -> None:
             bar.set_description_str(f"user details from {what}", refresh=False)
             bar.update(1)
