@@ -11,6 +11,7 @@ per 100 users logged in during each query span.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -21,7 +22,10 @@ from license_monitor.attribution import Attribution, Tally, UserTime
 from license_monitor.billing import billing_period_start
 from license_monitor.roster import Roster, load_roster
 from license_monitor.runtime import Services
+from license_monitor.state import StorageUnavailable
 from license_monitor.times import format_precise
+
+logger = logging.getLogger(__name__)
 
 QUERY_SPAN = timedelta(days=7)  # the user details query's longest interval
 PARALLEL_PAGES = 4
@@ -104,7 +108,11 @@ def read_directory(services: Services) -> Directory:
 def current_roster(services: Services, now: datetime) -> Roster:
     """The stored roster while fresh and of the configured pool, else one read now."""
     settings = services.settings
-    stored = services.state.roster.load() if services.state is not None else None
+    try:
+        stored = services.state.roster.load() if services.state is not None else None
+    except StorageUnavailable as err:  # the roster can be read from Genesys instead
+        logger.warning("The stored roster could not be read (%s); reading it from Genesys", err)
+        stored = None
     if stored is not None:
         roster = Roster.from_dict(stored)
         if (roster.is_fresh(now, settings.roster_ttl_minutes)

@@ -521,11 +521,16 @@ def _presence_record(segment: SimSegment, now: datetime) -> Payload:
     return record
 
 
+def _stamp(moment: datetime) -> str:
+    """format_timestamp() for the simulator's own (aware UTC) times, twice as fast: a month
+    of routing records is hundreds of thousands of them."""
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def _routing_record(record: SimSegment, now: datetime) -> Payload:
-    payload: Payload = {"startTime": format_timestamp(record.start),
-                        "routingStatus": record.presence}
+    payload: Payload = {"startTime": _stamp(record.start), "routingStatus": record.presence}
     if record.end is not None and record.end <= now:
-        payload["endTime"] = format_timestamp(record.end)
+        payload["endTime"] = _stamp(record.end)
     return payload
 
 

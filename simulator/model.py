@@ -343,7 +343,8 @@ def _derived_routing(user: SimUser, segment: SimSegment, now: datetime) -> list[
         if closed is not None and t >= closed:
             records.append(SimSegment(t, segment.end, "NOT_RESPONDING"))
             return records
-        minutes = rng.uniform(0.5, 4) if status == "IDLE" else rng.uniform(3, 12)
+        # Waiting 1-8 minutes, then a call, chat or email of 4-20 minutes.
+        minutes = rng.uniform(1, 8) if status == "IDLE" else rng.uniform(4, 20)
         next_t = min(t + timedelta(seconds=round(minutes * 60)), stop)
         if closed is not None and t < closed < next_t:
             next_t = closed
