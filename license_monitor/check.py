@@ -122,6 +122,7 @@ def measure_usage(services: Services, request: CheckRequest) -> dict[str, Any]:
         parallel_pages=PARALLEL_DETAIL_PAGES,
         concurrent_pool=settings.concurrent_pool,
         on_roster=keep,
+        idle_after_minutes=settings.idle_after_minutes,
     )
     logger.info("Measured %s with %d Genesys requests", format_time(request.checked_at),
                 services.client.request_count - requests_before)
@@ -319,6 +320,7 @@ def _evaluate(
             billable_peak_upper=billed["billable_peak_upper"],
             seconds_over_capacity=billed["seconds_over_capacity"],
             pool=usage.pool_source,
+            idle=None if usage.idle is None else usage.idle.line(usage.now.total, now),
             earlier=earlier,
         )
         report.update({
@@ -338,6 +340,8 @@ def _evaluate(
                 report[key] = measurement[key]
         if "gauge" in measurement:
             report["gauge"] = measurement["gauge"]
+        if "idle" in measurement:
+            report["idle"] = measurement["idle"]
 
     quiet = is_quiet(now, settings.quiet_hours, settings.quiet_hours_timezone)
     to_send: list[dict[str, Any]] = []
