@@ -1,25 +1,35 @@
-"""The presence gauge's rows: one per user in `SHARDS` partitions, each with an exact counter.
+"""The presence gauge's rows: users packed into bucket rows in `SHARDS` partitions, each with an
+exact counter.
 
 Why Table Storage and not Durable Entities: see license_monitor/gauge.py. Layout (org key K):
 
-| PartitionKey  | RowKey        | what                                                      |
-|---------------|---------------|-----------------------------------------------------------|
-| K|gauge|<s>   | <user id>     | online, at (event time, epoch ms), role (agent/admin)     |
-| K|gauge|<s>   | ~count        | agents, admins online in the shard; as_of (last check)    |
-| K             | gauge-trigger | last_started: when an event last started the exact check  |
+| PartitionKey  | RowKey        | what                                                        |
+|---------------|---------------|-------------------------------------------------------------|
+| K|gauge|<s>   | bucket|<nnn>  | users: zlib JSON {user id: [online, at (event ms), agent]} |
+| K|gauge|<s>   | ~count        | agents, admins online in the shard; as_of (last check);     |
+|               |               | seen_agents, seen_admins (an event of that class arrived)   |
+| K             | gauge-trigger | last_started: when an event last started the exact check    |
 
-A user row and its shard's counter change in one transaction conditional on both ETags, so the
-counter always equals the shard's online rows. A conflict (another worker wrote meanwhile)
+A user lives in one of `BUCKETS` bucket rows of its shard (both chosen by a hash of its id).
+Bucket rows and their shard's counter change in one transaction conditional on every ETag, so
+the counter always equals the shard's online users. A conflict (another worker wrote meanwhile)
 rereads and decides again; the decisions are idempotent, so nothing counts twice.
+
+Why buckets and not one row per user: a reconciliation writes every logged-in user the gauge
+does not hold yet, and a batch operation costs about a millisecond of the client's CPU
+(azure-core builds and parses each one as a multipart part) plus the service's time: at 10,000
+logged in, one row per user took 6 to 10 s of the check. With buckets it writes at most
+`BUCKETS` rows per shard, in one transaction.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,6 +43,7 @@ from license_monitor.gauge import (
     PresenceEvent,
     Role,
     counts,
+    covers_list,
     epoch_ms,
     from_epoch_ms,
     newest_per_user,
@@ -48,10 +59,16 @@ logger = logging.getLogger(__name__)
 
 GAUGE = "gauge"
 SHARDS = 4
+# Bucket rows per shard, so that a reconciliation is one transaction per shard. A user entry
+# is about 60 bytes of JSON, about 30 compressed; a binary property holds 64 KiB: the 128
+# buckets hold some 250,000 users.
+BUCKETS = 32
 COUNTER_ROW = "~count"
 TRIGGER_ROW = "gauge-trigger"
-USERS_PER_QUERY = 14  # a filter holds at most 15 comparisons; one is the counter row
+BUCKET_PREFIX = "bucket|"
+BUCKETS_PER_QUERY = 14  # a filter holds at most 15 comparisons; one is the counter row
 ROWS_PER_BATCH = 99  # a transaction holds at most 100 operations; one is the counter
+MAX_BUCKET_BYTES = 64_000  # a binary property holds 64 KiB
 
 
 def shard_of(user_id: str) -> int:
@@ -59,8 +76,13 @@ def shard_of(user_id: str) -> int:
     return zlib.crc32(user_id.encode("utf-8")) % SHARDS
 
 
-# One row's change: user id, row before (None: no row), row after (None: delete), its ETag.
-_Change = tuple[str, Entry | None, Entry | None, str | None]
+def bucket_of(user_id: str) -> int:
+    """The bucket of a user within its shard (independent of the shard: the hash's next bits)."""
+    return (zlib.crc32(user_id.encode("utf-8")) // SHARDS) % BUCKETS
+
+
+def _bucket_key(bucket: int) -> str:
+    return f"{BUCKET_PREFIX}{bucket:03d}"
 
 
 def _int(value: Any) -> int:
@@ -71,19 +93,48 @@ def _int64(value: int) -> EntityProperty:
     return EntityProperty(value, EdmType.INT64)
 
 
+def _decode(data: bytes) -> dict[str, Entry]:
+    users: dict[str, list[int]] = json.loads(zlib.decompress(data)) if data else {}
+    return {user_id: Entry(bool(online), int(at), "agent" if agent else "admin")
+            for user_id, (online, at, agent) in users.items()}
+
+
+def _encode(users: Mapping[str, Entry]) -> bytes:
+    text = json.dumps({user_id: [int(entry.online), entry.at_ms, int(entry.role == "agent")]
+                       for user_id, entry in sorted(users.items())}, separators=(",", ":"))
+    data = zlib.compress(text.encode("utf-8"), 6)
+    if len(data) > MAX_BUCKET_BYTES:
+        raise ValueError(f"a presence gauge bucket holds {len(users):,} users, over what one "
+                         "Table Storage row can store")
+    return data
+
+
+@dataclass
+class _Bucket:
+    users: dict[str, Entry] = field(default_factory=dict)
+    etag: str | None = None
+
+
 @dataclass
 class _Counter:
     agents: int = 0
     admins: int = 0
     as_of_ms: int = 0
+    seen: frozenset[Role] = frozenset()
     etag: str | None = None
 
     @classmethod
     def from_entity(cls, entity: Mapping[str, Any] | None) -> _Counter:
         if entity is None:
             return cls()
+        seen: set[Role] = set()
+        if entity.get("seen_agents"):
+            seen.add("agent")
+        if entity.get("seen_admins"):
+            seen.add("admin")
         return cls(_int(entity.get("agents", 0)), _int(entity.get("admins", 0)),
-                   _int(entity.get("as_of", 0)), entity.metadata["etag"])  # type: ignore[attr-defined]
+                   _int(entity.get("as_of", 0)), frozenset(seen),
+                   entity.metadata["etag"])  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -92,6 +143,9 @@ class GaugeReading:
 
     now: Split
     as_of: datetime | None  # the newest reconciliation of any shard, None before the first
+    # The classes whose users have sent an event so far: the gauge follows only their changes
+    # between checks (an org whose admins are in no queue may send no admin events at all).
+    covers: frozenset[Role] = frozenset()
 
     @property
     def total(self) -> int:
@@ -103,7 +157,7 @@ class GaugeReading:
 class Applied:
     """What one batch of events did."""
 
-    applied: int  # rows written (newer events of pool users)
+    applied: int  # users whose entry was written (newer events of pool users)
     stale: int  # duplicates and events older than what the gauge knows
     ignored: int  # users outside the pool (or no roster yet)
     rose: bool  # the count of logged-in pool users went up
@@ -117,11 +171,13 @@ class Reconciled:
     now: Split
     as_of: datetime
     drift: int  # gauge minus exact for the state at `as_of`: what the events missed
+    covers: frozenset[Role] = frozenset()
 
     def to_dict(self) -> dict[str, Any]:
         """The check JSON's `gauge` object."""
         return {"value": self.now.total, "agents": self.now.agents, "admins": self.now.admins,
-                "as_of": format_precise(self.as_of), "drift": self.drift}
+                "as_of": format_precise(self.as_of), "drift": self.drift,
+                "covers": covers_list(self.covers)}
 
 
 @dataclass(frozen=True)
@@ -130,6 +186,10 @@ class Claim:
 
     etag: str
     previous_ms: int | None
+
+
+# One bucket's change: bucket number, its entries after, its ETag (None: a new row).
+_BucketWrite = tuple[int, dict[str, Entry], str | None]
 
 
 class PresenceGauge:
@@ -161,59 +221,54 @@ class PresenceGauge:
         """The gauge (SHARDS point reads in parallel); None when it has never been used."""
         return _reading(self._counters())
 
-    def _rows(self, shard: int, user_ids: Sequence[str] | None
-              ) -> tuple[dict[str, tuple[Entry, str]], _Counter]:
-        """Rows (entry, etag) of some users of a shard (all when None) and its counter."""
+    def _rows(self, shard: int, buckets: Sequence[int] | None
+              ) -> tuple[dict[int, _Bucket], _Counter]:
+        """Some bucket rows of a shard (all when None) and its counter."""
         table = self._table
         parameters: dict[str, Any] = {"pk": self._partition(shard), "counter": COUNTER_ROW}
         query = "PartitionKey eq @pk"
-        if user_ids is not None:
-            names = [f"u{i}" for i in range(len(user_ids))]
-            parameters.update(zip(names, user_ids, strict=True))
+        if buckets is None:
+            parameters.update(low=BUCKET_PREFIX, high="bucket}")  # '}' sorts right after '|'
+            query += " and ( ( RowKey ge @low and RowKey lt @high ) or RowKey eq @counter )"
+        else:
+            names = [f"b{i}" for i in range(len(buckets))]
+            parameters.update(zip(names, map(_bucket_key, buckets), strict=True))
             keys = " or ".join(f"RowKey eq @{name}" for name in [*names, "counter"])
             query += f" and ( {keys} )"
-        rows: dict[str, tuple[Entry, str]] = {}
+        rows: dict[int, _Bucket] = {}
         counter = _Counter()
         with table.translate("reading the presence gauge"):
             for entity in table.client.query_entities(query, parameters=parameters):
                 key = str(entity["RowKey"])
                 if key == COUNTER_ROW:
                     counter = _Counter.from_entity(entity)
-                else:
-                    role: Role = "agent" if entity.get("role") == "agent" else "admin"
-                    rows[key] = (Entry(bool(entity["online"]), _int(entity["at"]), role),
-                                 str(entity.metadata["etag"]))
+                elif key.startswith(BUCKET_PREFIX):
+                    rows[int(key[len(BUCKET_PREFIX):])] = _Bucket(
+                        _decode(bytes(entity.get("users") or b"")),
+                        str(entity.metadata["etag"]))
         return rows, counter
 
     # ------------------------------------------------------------------ writing
 
-    def _commit(self, shard: int, changes: Sequence[_Change], counter: _Counter,
-                as_of_ms: int | None) -> _Counter | None:
-        """Write row changes (user, old, new, etag) and the counter in one transaction.
-
-        Returns the counter as written (with its new ETag), or None on a conflict.
-        """
+    def _commit(self, shard: int, writes: Sequence[_BucketWrite], counter: _Counter,
+                written: _Counter) -> _Counter | None:
+        """Write bucket rows and the counter (`written`) in one transaction, each conditional
+        on the ETag read (`counter` is the row as read). The counter as written, or None on
+        a conflict."""
         partition = self._partition(shard)
         operations: list[Any] = []
-        agents, admins = counter.agents, counter.admins
-        for user_id, old, new, etag in changes:
-            before, after = counts(old), counts(new)
-            agents += after[0] - before[0]
-            admins += after[1] - before[1]
-            guard = {"etag": etag, "match_condition": MatchConditions.IfNotModified}
-            if new is None:
-                operations.append(("delete", {"PartitionKey": partition, "RowKey": user_id},
-                                   guard))
-                continue
-            entity = {"PartitionKey": partition, "RowKey": user_id, "online": new.online,
-                      "at": _int64(new.at_ms), "role": new.role}
+        for bucket, users, etag in writes:
+            entity = {"PartitionKey": partition, "RowKey": _bucket_key(bucket),
+                      "users": _encode(users)}
             if etag is None:
                 operations.append(("create", entity))
             else:
-                operations.append(("update", entity, {"mode": UpdateMode.REPLACE, **guard}))
-        as_of = max(counter.as_of_ms, as_of_ms or 0)
-        row = {"PartitionKey": partition, "RowKey": COUNTER_ROW, "agents": agents,
-               "admins": admins, "as_of": _int64(as_of)}
+                operations.append(("update", entity, {
+                    "mode": UpdateMode.REPLACE, "etag": etag,
+                    "match_condition": MatchConditions.IfNotModified}))
+        row = {"PartitionKey": partition, "RowKey": COUNTER_ROW, "agents": written.agents,
+               "admins": written.admins, "as_of": _int64(written.as_of_ms),
+               "seen_agents": "agent" in written.seen, "seen_admins": "admin" in written.seen}
         if counter.etag is None:
             operations.append(("create", row))
         else:
@@ -229,7 +284,8 @@ class PresenceGauge:
                     return None
                 raise
         etag = results[-1].get("etag") if results else None
-        return _Counter(agents, admins, as_of, etag)
+        return _Counter(written.agents, written.admins, written.as_of_ms, written.seen,
+                        None if etag is None else str(etag))
 
     def apply(self, events: Sequence[PresenceEvent], roster: Roster | None) -> Applied:
         """Apply a batch: per user the newest event wins; users outside the pool are ignored."""
@@ -254,28 +310,50 @@ class PresenceGauge:
 
     def _apply_shard(self, shard: int, events: list[tuple[PresenceEvent, Role]]
                      ) -> tuple[int, int, int]:
-        """(rows written, events stale, net change of the count) for one shard's events."""
+        """(entries written, events stale, net change of the count) for one shard's events."""
+        by_bucket: dict[int, list[tuple[PresenceEvent, Role]]] = {}
+        for event, role in events:
+            by_bucket.setdefault(bucket_of(event.user_id), []).append((event, role))
+        order = sorted(by_bucket)
         written = skipped = delta = 0
-        for start in range(0, len(events), USERS_PER_QUERY):
-            chunk = events[start:start + USERS_PER_QUERY]
+        for start in range(0, len(order), BUCKETS_PER_QUERY):
+            chunk = order[start:start + BUCKETS_PER_QUERY]
             for _ in range(WRITE_ATTEMPTS):
-                rows, counter = self._rows(shard, [event.user_id for event, _ in chunk])
-                changes: list[_Change] = []
-                for event, role in chunk:
-                    held = rows.get(event.user_id)
-                    decision = on_event(held[0] if held else None, counter.as_of_ms, event, role)
-                    if decision != KEEP:
+                rows, counter = self._rows(shard, chunk)
+                writes: list[_BucketWrite] = []
+                agents, admins, seen = counter.agents, counter.admins, set(counter.seen)
+                changed = received = change = 0
+                for bucket in chunk:
+                    held = rows.get(bucket) or _Bucket()
+                    users = dict(held.users)
+                    for event, role in by_bucket[bucket]:
+                        received += 1
+                        seen.add(role)
+                        current = users.get(event.user_id)
+                        decision = on_event(current, counter.as_of_ms, event, role)
+                        if decision == KEEP:
+                            continue
                         new = decision if isinstance(decision, Entry) else None
-                        changes.append((event.user_id, held[0] if held else None, new,
-                                        held[1] if held else None))
-                if not changes:
-                    skipped += len(chunk)
+                        (agents_before, admins_before), (agents_after, admins_after) = (
+                            counts(current), counts(new))
+                        agents += agents_after - agents_before
+                        admins += admins_after - admins_before
+                        change += agents_after + admins_after - agents_before - admins_before
+                        if new is None:
+                            users.pop(event.user_id, None)
+                        else:
+                            users[event.user_id] = new
+                        changed += 1
+                    if users != held.users:
+                        writes.append((bucket, users, held.etag))
+                after = _Counter(agents, admins, counter.as_of_ms, frozenset(seen))
+                if not writes and after.seen == counter.seen:
+                    skipped += received
                     break
-                if self._commit(shard, changes, counter, None) is not None:
-                    written += len(changes)
-                    skipped += len(chunk) - len(changes)
-                    delta += sum(sum(counts(new)) - sum(counts(old))
-                                 for _, old, new, _ in changes)
+                if self._commit(shard, writes, counter, after) is not None:
+                    written += changed
+                    skipped += received - changed
+                    delta += change
                     break
             else:
                 raise self._table.kept_changing("the presence gauge")
@@ -305,37 +383,69 @@ class PresenceGauge:
         final = [counter for _, counter in results]
         now = Split(sum(c.agents + c.admins for c in final), sum(c.agents for c in final),
                     sum(c.admins for c in final))
-        return Reconciled(now, at, drift)
+        covers = frozenset(role for counter in final for role in counter.seen)
+        return Reconciled(now, at, drift, covers)
 
     def _reconcile_shard(self, shard: int, exact: set[str], roster: Roster, at_ms: int
                          ) -> tuple[int, _Counter]:
-        """(gauge minus exact over the rows corrected, the counter after) for one shard."""
-        corrected = 0
+        """(gauge minus exact over the entries corrected, the counter after) for one shard."""
+        exact_by_bucket: dict[int, set[str]] = {}
+        for user_id in exact:
+            exact_by_bucket.setdefault(bucket_of(user_id), set()).add(user_id)
+        corrected_total = 0
         for _ in range(WRITE_ATTEMPTS):
             rows, counter = self._rows(shard, None)
             if counter.as_of_ms >= at_ms and counter.etag is not None:
-                return corrected, counter  # a newer check already reconciled this shard
-            changes: list[_Change] = []
-            for user_id in sorted(exact | rows.keys()):
-                held = rows.get(user_id)
-                current = held[0] if held else None
-                decision = on_reconcile(current, user_id in exact,
-                                        role_of(user_id, roster), at_ms)
-                if decision != KEEP:
+                return corrected_total, counter  # a newer check already reconciled this shard
+            after: dict[int, dict[str, Entry]] = {}
+            corrected: dict[int, int] = {}
+            for bucket in sorted(rows.keys() | exact_by_bucket.keys()):
+                users = dict(rows[bucket].users) if bucket in rows else {}
+                wanted = exact_by_bucket.get(bucket, set())
+                fixed = 0
+                for user_id in sorted(users.keys() | wanted):
+                    current = users.get(user_id)
+                    decision = on_reconcile(current, user_id in wanted,
+                                            role_of(user_id, roster), at_ms)
+                    if decision == KEEP:
+                        continue
                     new = decision if isinstance(decision, Entry) else None
-                    changes.append((user_id, current, new, held[1] if held else None))
+                    fixed += sum(counts(current)) - sum(counts(new))
+                    if new is None:
+                        users.pop(user_id, None)
+                    else:
+                        users[user_id] = new
+                if users != (rows[bucket].users if bucket in rows else {}):
+                    after[bucket] = users
+                    corrected[bucket] = fixed
+            # (One transaction holds every bucket of a shard; the loop keeps the rule should
+            # BUCKETS grow.) The counter of each transaction counts the buckets as they stand
+            # once it is written; only the last one carries the check's time, so a transaction
+            # that loses a race leaves the shard to be redone, not marked done.
+            standing = {bucket: held.users for bucket, held in rows.items()}
+            order = sorted(after)
+            batches = [order[i:i + ROWS_PER_BATCH]
+                       for i in range(0, len(order), ROWS_PER_BATCH)] or [[]]
             done = True
-            # Every batch carries the counter (and its as-of time), so each is exact alone.
-            for start in range(0, max(len(changes), 1), ROWS_PER_BATCH):
-                batch = changes[start:start + ROWS_PER_BATCH]
-                written = self._commit(shard, batch, counter, at_ms)
-                if written is None:
+            for index, batch in enumerate(batches):
+                standing.update((bucket, after[bucket]) for bucket in batch)
+                agents = sum(counts(entry)[0] for users in standing.values()
+                             for entry in users.values())
+                admins = sum(counts(entry)[1] for users in standing.values()
+                             for entry in users.values())
+                last = index == len(batches) - 1
+                target = _Counter(agents, admins, at_ms if last else counter.as_of_ms,
+                                  counter.seen)
+                writes = [(bucket, after[bucket], rows[bucket].etag if bucket in rows else None)
+                          for bucket in batch]
+                result = self._commit(shard, writes, counter, target)
+                if result is None:
                     done = False
                     break
-                corrected += sum(sum(counts(old)) - sum(counts(new)) for _, old, new, _ in batch)
-                counter = written if written.etag else self._counter(shard)
+                corrected_total += sum(corrected[bucket] for bucket in batch)
+                counter = result if result.etag else self._counter(shard)
             if done:
-                return corrected, counter
+                return corrected_total, counter
         raise self._table.kept_changing("the presence gauge")
 
     # ------------------------------------------------------------------ starting the check
@@ -393,5 +503,6 @@ def _reading(counters: Mapping[int, _Counter]) -> GaugeReading | None:
     agents = sum(counter.agents for counter in counters.values())
     admins = sum(counter.admins for counter in counters.values())
     as_of = max(counter.as_of_ms for counter in counters.values())
+    covers = frozenset(role for counter in counters.values() for role in counter.seen)
     return GaugeReading(Split(agents + admins, agents, admins),
-                        from_epoch_ms(as_of) if as_of else None)
+                        from_epoch_ms(as_of) if as_of else None, covers)
