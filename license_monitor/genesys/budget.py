@@ -3,11 +3,30 @@
 from __future__ import annotations
 
 import bisect
+import contextvars
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 WINDOW_SECONDS = 60.0
+# Background work (the roster refresh) may fill the window up to this share of the budget and
+# no further: the rest stays free for checks, which then never wait behind a refresh.
+BACKGROUND_SHARE = 1 / 3
+
+_BACKGROUND: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "background_requests", default=False)
+
+
+@contextmanager
+def background() -> Iterator[None]:
+    """Requests sent inside (and in context-copying thread pools started inside) yield to
+    checks: they are granted only while the window is under BACKGROUND_SHARE of the budget."""
+    token = _BACKGROUND.set(True)
+    try:
+        yield
+    finally:
+        _BACKGROUND.reset(token)
 
 
 class RequestBudget:
@@ -37,16 +56,26 @@ class RequestBudget:
         expired = bisect.bisect_right(self._granted, now - WINDOW_SECONDS)
         del self._granted[:expired]
 
+    @property
+    def background_limit(self) -> int:
+        """How full the window may be when a background request is granted (at least 1)."""
+        return max(1, int(self.per_minute * BACKGROUND_SHARE))
+
     def acquire(self) -> float:
-        """Wait until one more request fits in the window, record it, and return its time."""
+        """Wait until one more request fits in the window, record it, and return its time.
+
+        A background request (inside `background()`) waits until the window holds fewer than
+        `background_limit` requests, whoever sent them.
+        """
+        limit = self.background_limit if _BACKGROUND.get() else self.per_minute
         while True:
             with self._lock:
                 now = self._clock()
                 self._forget_before(now)
-                if len(self._granted) < self.per_minute:
+                if len(self._granted) < limit:
                     bisect.insort(self._granted, now)
                     return now
-                wait = self._granted[0] + WINDOW_SECONDS - now
+                wait = self._granted[len(self._granted) - limit] + WINDOW_SECONDS - now
             # Sleep outside the lock so other threads can still see the window; they re-check.
             self._sleep(max(wait, 0.0))
 
