@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.cost_probe check '<json spec>'
     .venv/bin/python -m benchmarks.cost_probe naive '<json spec>'
+    .venv/bin/python -m benchmarks.cost_probe series '<json spec>'
 
 benchmarks.check_cost starts this module once per measurement so that the peak memory it
 reports (ru_maxrss) belongs to that measurement alone; the simulator and Azurite run elsewhere.
@@ -10,6 +11,7 @@ The last line of stdout is one JSON object with the figures.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import resource
@@ -176,6 +178,81 @@ def run_check(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def run_series(spec: dict[str, Any]) -> dict[str, Any]:
+    """One worker process over `checks` + 1 checks 5 minutes apart (simulated), the first cold,
+    with every setting at its default (CHECK_TIMEOUT_SECONDS 120, ROSTER_TTL_MINUTES 60): the
+    roster's background refreshes run between and during the checks, as in a Function App.
+
+    Check i starts `pace` s (real time) after check i - 1 started, or when it ended if later;
+    the simulator's clock is moved to its time first (POST /_simulator/now).
+    """
+    from datetime import timedelta  # noqa: PLC0415
+
+    from function_app import app  # noqa: PLC0415
+    from orchestrators.replay_host import ReplayHost  # noqa: PLC0415
+    from orchestrators.starters import singleton_id  # noqa: PLC0415
+
+    settings = Settings.from_env({
+        "GENESYS_CLIENT_ID": spec["client_id"],
+        "GENESYS_CLIENT_SECRET": spec["client_secret"],
+        "GENESYS_API_URL": spec["api_url"],
+        "GENESYS_LOGIN_URL": spec["api_url"],
+        "LICENSE_CAPACITY": str(spec["capacity"]),
+        "STATE_CONNECTION": spec["connection"],
+        "STATE_TABLE": spec["table"],
+        "REQUEST_BUDGET_PER_MINUTE": str(spec["budget"]),
+    })
+    table = TableClient.from_connection_string(
+        spec["connection"], spec["table"], retry_total=3, connection_timeout=5, read_timeout=20)
+    state = StateStore(StateTable(table, settings.client_key, by_client=True))
+    log = RequestLog()
+    client = GenesysClient(
+        api_url=settings.api_url, login_url=settings.login_url, client_id=settings.client_id,
+        client_secret=settings.client_secret,
+        request_budget_per_minute=settings.request_budget_per_minute, session=counted_session(log))
+    services = runtime.Services(settings=settings, client=client, state=state,
+                                http=runtime.channel_session())
+    runtime.install(services)
+    clock_session = requests.Session()
+    first = parse_timestamp(spec["checked_at"])
+    runs = []
+    next_start = time.perf_counter()
+    for index in range(int(spec["checks"]) + 1):
+        checked_at = first + timedelta(minutes=5 * index)
+        clock_session.post(f"{spec['api_url']}/_simulator/now",
+                           json={"now": checked_at.isoformat()}, timeout=30).raise_for_status()
+        time.sleep(max(0.0, next_start - time.perf_counter()))
+        next_start = time.perf_counter() + float(spec["pace"])
+        refreshing = services.roster_refresh.running
+        calls_before = log.calls
+        services.clock = runtime.clock_from(checked_at)
+        started = time.perf_counter()
+        result = ReplayHost(app, clock=functools.partial(lambda moment: moment, checked_at)).run(
+            "license_check", {"dry_run": False, "trigger": "benchmark"},
+            instance_id=singleton_id(settings.client_key))
+        wall = time.perf_counter() - started
+        output = result.output if isinstance(result.output, dict) else {}
+        runs.append({
+            "checked_at": checked_at.isoformat(), "wall_seconds": wall,
+            "status": result.runtime_status, "level": output.get("level"),
+            "error": result.error or output.get("error"),
+            "split": output.get("split", "known"),
+            "now": (output.get("concurrent") or {}).get("now"),
+            "peak": (output.get("concurrent") or {}).get("peak"),
+            "refreshing_at_start": refreshing,
+            "refreshing_at_end": services.roster_refresh.running,
+            "calls_during": log.calls - calls_before,  # the refresh's included
+        })
+        print(f"  check {index} at {checked_at:%H:%M}: {wall:.2f} s, {output.get('level')}, "
+              f"split {runs[-1]['split']}, refresh running {services.roster_refresh.running}",
+              file=sys.stderr, flush=True)
+    return {
+        "status": "Completed", "error": None, "runs": runs, "calls": log.calls,
+        "rate_limited": log.statuses.get(429, 0), "refreshes": services.roster_refresh.completed,
+        "refresh_error": services.roster_refresh.last_error, "peak_rss_mb": peak_rss_mb(),
+    }
+
+
 def run_naive(spec: dict[str, Any]) -> dict[str, Any]:
     """What a typical script does: list users and licenses, then ask per user, one at a time.
 
@@ -245,7 +322,8 @@ def main(argv: list[str]) -> int:
     """Run the measurement named by argv[0] with the JSON spec in argv[1]; print the result."""
     logging.basicConfig(level=logging.WARNING)
     kind, spec = argv[0], json.loads(argv[1])
-    result = run_check(spec) if kind == "check" else run_naive(spec)
+    runners = {"check": run_check, "naive": run_naive, "series": run_series}
+    result = runners[kind](spec)
     result["measured_at"] = datetime.now().astimezone().isoformat(timespec="seconds")
     print(json.dumps(result))
     return 0

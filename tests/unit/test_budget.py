@@ -138,3 +138,13 @@ def test_a_background_thread_pool_inherits_the_background_lane() -> None:
     with background(), ContextThreadPoolExecutor(max_workers=1) as pool:
         pool.submit(budget.acquire).result()
     assert clock.sleeps  # the 11th background request waited: the lane reached its pool
+
+
+def test_checks_busy_all_minute_do_not_stop_the_refresh_from_its_third() -> None:
+    clock = FakeClock()
+    budget = RequestBudget(300, clock=clock, sleep=clock.sleep)
+    checks = [budget.acquire() for _ in range(180)]  # a large org's checks, back to back
+    with background():
+        refresh = [budget.acquire() for _ in range(100)]
+    assert clock.sleeps == []
+    assert max_in_any_window(checks + refresh) <= 300
