@@ -27,6 +27,7 @@ from azure.data.tables import TableClient
 from requests.adapters import HTTPAdapter
 
 from license_monitor import runtime
+from license_monitor.genesys import budget
 from license_monitor.genesys.client import GenesysClient
 from license_monitor.genesys.models import parse_timestamp
 from license_monitor.settings import Settings
@@ -47,21 +48,30 @@ class RequestLog:
     def __init__(self) -> None:
         self.by_endpoint: Counter[str] = Counter()
         self.statuses: Counter[int] = Counter()
+        self.background = 0  # the background roster refresh's, among them
 
     def __call__(self, response: requests.Response, *_args: Any, **_kwargs: Any) -> None:
         method = response.request.method or "?"
         self.by_endpoint[f"{method} {endpoint_of(urlsplit(response.url).path)}"] += 1
         self.statuses[response.status_code] += 1
+        if budget.in_background():  # the hook runs in the requesting thread's context
+            self.background += 1
 
     def reset(self) -> None:
         """Forget what was counted so far."""
         self.by_endpoint.clear()
         self.statuses.clear()
+        self.background = 0
 
     @property
     def calls(self) -> int:
         """Requests answered (token requests and retries included)."""
         return sum(self.by_endpoint.values())
+
+    @property
+    def check_calls(self) -> int:
+        """Requests of the check itself (not the background roster refresh)."""
+        return self.calls - self.background
 
 
 class WriteMeter:
@@ -161,11 +171,19 @@ def run_check(spec: dict[str, Any]) -> dict[str, Any]:
         instance_id=singleton_id(settings.client_key))
     wall = time.perf_counter() - started
     output = result.output if isinstance(result.output, dict) else {}
+    check_calls, by_endpoint = log.check_calls, dict(log.by_endpoint)
+    # The roster refresh a cold check started goes on after it, as in a worker process: waited
+    # for here (not timed) so that the next, warm, run finds it stored.
+    refresh_started = time.perf_counter()
+    services.roster_refresh.wait()
     return {
+        "split": output.get("split", "known"),
+        "background_calls": log.background,
+        "refresh_seconds": time.perf_counter() - refresh_started,
         "status": result.runtime_status,
         "error": result.error or output.get("error"),
-        "calls": log.calls,
-        "by_endpoint": dict(log.by_endpoint),
+        "calls": check_calls,
+        "by_endpoint": by_endpoint,
         "rate_limited": log.statuses.get(429, 0),
         "wall_seconds": wall,
         "peak_rss_mb": peak_rss_mb(),
@@ -224,7 +242,7 @@ def run_series(spec: dict[str, Any]) -> dict[str, Any]:
         time.sleep(max(0.0, next_start - time.perf_counter()))
         next_start = time.perf_counter() + float(spec["pace"])
         refreshing = services.roster_refresh.running
-        calls_before = log.calls
+        calls_before, background_before = log.calls, log.background
         services.clock = runtime.clock_from(checked_at)
         started = time.perf_counter()
         result = ReplayHost(app, clock=functools.partial(lambda moment: moment, checked_at)).run(
@@ -241,13 +259,15 @@ def run_series(spec: dict[str, Any]) -> dict[str, Any]:
             "peak": (output.get("concurrent") or {}).get("peak"),
             "refreshing_at_start": refreshing,
             "refreshing_at_end": services.roster_refresh.running,
-            "calls_during": log.calls - calls_before,  # the refresh's included
+            "check_calls": (log.calls - calls_before) - (log.background - background_before),
+            "background_calls_during": log.background - background_before,
         })
         print(f"  check {index} at {checked_at:%H:%M}: {wall:.2f} s, {output.get('level')}, "
               f"split {runs[-1]['split']}, refresh running {services.roster_refresh.running}",
               file=sys.stderr, flush=True)
     return {
         "status": "Completed", "error": None, "runs": runs, "calls": log.calls,
+        "background_calls": log.background,
         "rate_limited": log.statuses.get(429, 0), "refreshes": services.roster_refresh.completed,
         "refresh_error": services.roster_refresh.last_error, "peak_rss_mb": peak_rss_mb(),
     }

@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 # How long a check without a roster (or with new hires) waits for the background build before
 # it reads only the pool: a small org's roster is done by then, a large one's is not.
-GRACE_SECONDS = 10.0
+GRACE_SECONDS = 3.0
 
 
 def grace_seconds() -> float:

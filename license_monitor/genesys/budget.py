@@ -18,6 +18,11 @@ _BACKGROUND: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "background_requests", default=False)
 
 
+def in_background() -> bool:
+    """True for code running inside `background()` (a refresh's requests)."""
+    return _BACKGROUND.get()
+
+
 @contextmanager
 def background() -> Iterator[None]:
     """Requests sent inside (and in context-copying thread pools started inside) yield to
