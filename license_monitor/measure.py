@@ -113,6 +113,22 @@ def online_users(segments: Iterable[PresenceSegment], start: datetime, end: date
     }
 
 
+def pool_segments(segments: Iterable[PresenceSegment], roster: Roster) -> list[PresenceSegment]:
+    """The segments billing counts: pool users', and those of users who have left the pool,
+    up to when the roster first missed them (Genesys bills whoever held a licence then)."""
+    kept = []
+    for segment in segments:
+        if roster.in_pool(segment.user_id):
+            kept.append(segment)
+            continue
+        left = roster.departed.get(segment.user_id)
+        if left is None or segment.start >= left:
+            continue
+        clipped = segment.end is None or segment.end > left
+        kept.append(dataclasses.replace(segment, end=left) if clipped else segment)
+    return kept
+
+
 def strangers(user_ids: Iterable[str], roster: Roster) -> frozenset[str]:
     """Logged-in users the roster has never seen (new hires), ignoring known unresolved ones."""
     return frozenset(
@@ -146,8 +162,8 @@ def measure_minutes(
     while chunk_start < end:
         chunk_end = min(chunk_start + window, end)
         segments = fetch_segments(client, chunk_start, chunk_end, parallel_pages)
-        minutes.update(
-            measure_concurrency(segments, chunk_start, chunk_end, include=roster.in_pool).minutes)
+        minutes.update(measure_concurrency(
+            pool_segments(segments, roster), chunk_start, chunk_end).minutes)
         chunk_start = chunk_end
     return minutes
 
@@ -178,9 +194,10 @@ def refresh_for_strangers(
     logger.info("%d logged-in users are not in the roster: reading it again", len(unknown))
     built = full_roster() if full_roster is not None else None
     if built is not None and built.pool_source == roster.pool_source:
-        reread = built
+        reread = built.succeeding(roster)
     else:
-        reread = keep_classes(read_pool(client, license_pattern, now, concurrent_pool), roster)
+        reread = keep_classes(
+            read_pool(client, license_pattern, now, concurrent_pool, previous=roster), roster)
     still_unknown = frozenset(user_id for user_id in logged_in if not reread.knows(user_id))
     if still_unknown:
         logger.warning(
@@ -193,11 +210,14 @@ def refresh_for_strangers(
 def read_pool(
     client: GenesysClient, license_pattern: re.Pattern[str], now: datetime,
     concurrent_pool: Pool, *, on_roster: Callable[[Roster], None] | None = None,
+    previous: Roster | None = None,
 ) -> Roster:
     """Read who is in the pool under a deadline of its own (deadline.ROSTER_BUILD_SECONDS) and
-    hand it to `on_roster` at once, so a check that runs out of time later keeps it."""
+    hand it to `on_roster` at once, so a check that runs out of time later keeps it. Who left
+    the pool since `previous` is remembered (Roster.succeeding)."""
     with deadline.allowing(deadline.ROSTER_BUILD_SECONDS, "reading the license pool"):
-        roster = load_pool(client, license_pattern, now, concurrent_pool=concurrent_pool)
+        roster = load_pool(client, license_pattern, now,
+                           concurrent_pool=concurrent_pool).succeeding(previous)
     if on_roster is not None:
         on_roster(roster)
     return roster
@@ -206,15 +226,17 @@ def read_pool(
 def _roster_now(
     client: GenesysClient, license_pattern: re.Pattern[str], now: datetime,
     concurrent_pool: Pool, *, on_roster: Callable[[Roster], None] | None,
-    full_roster: Callable[[], Roster | None] | None,
+    full_roster: Callable[[], Roster | None] | None, previous: Roster | None,
 ) -> Roster:
     """The full roster if built within its short wait, else the pool read now."""
     built = full_roster() if full_roster is not None else None
     if built is not None and built.pool_source == concurrent_pool:
+        built = built.succeeding(previous)
         if on_roster is not None:
             on_roster(built)
         return built
-    return read_pool(client, license_pattern, now, concurrent_pool, on_roster=on_roster)
+    return read_pool(client, license_pattern, now, concurrent_pool, on_roster=on_roster,
+                     previous=previous)
 
 
 # ------------------------------------------------------------------ one whole measurement
@@ -262,7 +284,8 @@ def measure(
         segments_future = pool.submit(fetch_segments, client, first_minute, now, parallel_pages)
         if cached is None:
             current = pool.submit(_roster_now, client, license_pattern, now, concurrent_pool,
-                                  on_roster=on_roster, full_roster=full_roster).result()
+                                  on_roster=on_roster, full_roster=full_roster,
+                                  previous=roster).result()
         else:
             current = cached
         active = active_future.result()
@@ -292,7 +315,8 @@ def measure(
         peak_at=concurrency.peak_at,
         pool_source=current.pool_source,
         unclassified=len(current.unresolved & logged_in),
-        minutes=measure_concurrency(segments, first_minute, now, include=current.in_pool).minutes,
+        minutes=measure_concurrency(
+            pool_segments(segments, current), first_minute, now).minutes,
         now_users=concurrency.now_users,
     )
     _log_report(report)

@@ -6,7 +6,7 @@ import logging
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -64,6 +64,9 @@ def parse_agent_rule(text: str) -> AgentRule:
     return AgentRule(cast(RuleKind, kind), names)
 
 
+DEPARTED_KEPT = timedelta(hours=25)  # longer than a catch-up reaches back (24 h)
+
+
 @dataclass(frozen=True)
 class Roster:
     """Pool users by class (agents, admins) and active users outside the pool, at a time.
@@ -88,6 +91,10 @@ class Roster:
     def classified(self) -> bool:
         """True when every pool user's class is known (the full roster was built)."""
         return not self.unclassified
+    # Users who left the pool (licence removed, deactivated) and when a roster first missed
+    # them, kept for DEPARTED_KEPT: minutes measured after they left (a catch-up after an
+    # outage) still count the time they were logged in while in the pool.
+    departed: Mapping[str, datetime] = field(default_factory=dict, compare=False)
 
     def is_fresh(self, now: datetime, ttl_minutes: int) -> bool:
         """True while the roster is younger than the TTL (and not from the future)."""
@@ -113,6 +120,8 @@ class Roster:
             "excluded": sorted(self.excluded),
             "unresolved": sorted(self.unresolved),
             "unclassified": sorted(self.unclassified),
+            "departed": {user_id: format_timestamp(left)
+                         for user_id, left in sorted(self.departed.items())},
         }
 
     @classmethod
@@ -126,7 +135,21 @@ class Roster:
             excluded=frozenset(str(user_id) for user_id in data["excluded"]),
             unresolved=frozenset(str(user_id) for user_id in data.get("unresolved", ())),
             unclassified=frozenset(str(user_id) for user_id in data.get("unclassified", ())),
+            departed={str(user_id): parse_timestamp(str(left))
+                      for user_id, left in (data.get("departed") or {}).items()},
         )
+
+    def succeeding(self, previous: Roster | None) -> Roster:
+        """This roster, remembering who left the pool since `previous` (and before it, for
+        DEPARTED_KEPT) and when this roster first missed them."""
+        if previous is None or previous.pool_source != self.pool_source:
+            return self
+        pool = self.agents | self.admins | self.unclassified
+        departed = {user_id: left for user_id, left in previous.departed.items()
+                    if user_id not in pool and self.built_at - left < DEPARTED_KEPT}
+        for user_id in (previous.agents | previous.admins | previous.unclassified) - pool:
+            departed.setdefault(user_id, self.built_at)
+        return replace(self, departed=departed)
 
 
 @dataclass(frozen=True)
@@ -248,12 +271,15 @@ def load_pool(
 
 
 def keep_classes(pool: Roster, known: Roster) -> Roster:
-    """The pool of `pool` with the classes `known` (an older roster) has for its users."""
+    """The pool of `pool` with the classes `known` (an older roster) has for its users, and
+    who `pool` found gone from the pool (read with `previous=known`: Roster.succeeding). Its
+    age is the classes' (`known`'s): the background refresh is due when theirs is."""
     agents = pool.unclassified & known.agents
     admins = pool.unclassified & known.admins
     return Roster(built_at=known.built_at, pool_source=pool.pool_source, agents=agents,
                   admins=admins, excluded=pool.excluded | (known.excluded - pool.unclassified),
-                  unresolved=known.unresolved, unclassified=pool.unclassified - agents - admins)
+                  unresolved=known.unresolved, unclassified=pool.unclassified - agents - admins,
+                  departed=pool.departed)
 
 
 def load_roster(

@@ -123,7 +123,7 @@ class RosterRefresh:
             with budget.background():
                 roster = load_roster(
                     services.client, settings.agent_rule, settings.concurrent_license_pattern,
-                    built_at, concurrent_pool=settings.concurrent_pool)
+                    built_at, concurrent_pool=settings.concurrent_pool).succeeding(known)
             if known is not None:
                 # Users seen logged in but in no listing stay remembered (no rebuild for them).
                 roster = dataclasses.replace(roster, unresolved=frozenset(

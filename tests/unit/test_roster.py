@@ -10,8 +10,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from license_monitor.genesys.models import PresenceSegment as _Segment
 from license_monitor.genesys.models import User
+from license_monitor.measure import pool_segments
 from license_monitor.roster import (
+    DEPARTED_KEPT,
     POOL_ALL_USERS,
     POOL_FROM_LICENSES,
     AgentRule,
@@ -208,3 +211,36 @@ def test_a_roster_with_unclassified_users_survives_a_json_round_trip(
     roster = Roster(NOW, POOL_FROM_LICENSES, agents, frozenset(), excluded - agents,
                     unclassified=unclassified - agents - excluded)
     assert Roster.from_dict(json.loads(json.dumps(roster.to_dict()))) == roster
+
+
+def test_a_roster_remembers_who_left_the_pool_and_billing_counts_them_until_then() -> None:
+    t0 = datetime(2026, 11, 26, 8, tzinfo=UTC)
+    old = Roster(t0, "licenses", frozenset({"a", "leaver"}), frozenset({"b"}), frozenset())
+    new = Roster(t0 + timedelta(hours=1), "licenses", frozenset({"a"}), frozenset({"b"}),
+                 frozenset({"leaver"})).succeeding(old)
+    assert dict(new.departed) == {"leaver": t0 + timedelta(hours=1)}
+    assert Roster.from_dict(new.to_dict()).departed == new.departed
+    later = Roster(t0 + DEPARTED_KEPT + timedelta(hours=1), "licenses", frozenset({"a"}),
+                   frozenset(), frozenset()).succeeding(new)
+    assert dict(later.departed) == {"b": later.built_at}  # the leaver forgotten after a day
+
+    segments = [
+        _Segment("leaver", t0 - timedelta(hours=1), None, "AVAILABLE"),  # clipped
+        _Segment("leaver", t0 + timedelta(hours=2), None, "AVAILABLE"),  # after: not
+        _Segment("a", t0, None, "AVAILABLE"),
+        _Segment("stranger", t0, None, "AVAILABLE"),
+    ]
+    kept = pool_segments(segments, new)
+    assert [(s.user_id, s.end) for s in kept] == [
+        ("leaver", t0 + timedelta(hours=1)), ("a", None)]
+
+
+def test_a_pool_read_again_remembers_who_left_it_from_when_it_was_read() -> None:
+    known = Roster(NOW - timedelta(minutes=30), POOL_FROM_LICENSES, frozenset({"agent"}),
+                   frozenset({"admin", "gone"}), frozenset())
+    pool = Roster(NOW, POOL_FROM_LICENSES, frozenset(), frozenset(), frozenset(),
+                  unclassified=frozenset({"agent", "admin"})).succeeding(known)
+    reread = keep_classes(pool, known)
+    # Stamped with the read that missed them, not with the older classes' time.
+    assert dict(reread.departed) == {"gone": NOW}
+    assert Roster.from_dict(reread.to_dict()).departed == reread.departed
