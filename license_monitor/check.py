@@ -153,11 +153,18 @@ def measure_usage(services: Services, request: CheckRequest) -> dict[str, Any]:
         on_roster=keep,
         full_roster=full_roster,
     )
-    if roster_refresh.needs_refresh(roster, request.checked_at, settings.roster_ttl_minutes):
+    refreshing = roster_refresh.needs_refresh(
+        roster, request.checked_at, settings.roster_ttl_minutes) and (
         # The classes (and a roster older than ROSTER_TTL_MINUTES) are read in the background,
         # under a share of the request budget: no check waits for them.
         services.roster_refresh.start(services, request.checked_at, roster,
-                                      store=not request.dry_run)
+                                      store=not request.dry_run))
+    if refreshing and roster == cached and not learned and services.state is not None:
+        # The org id is read again once per roster (one request), as below for a new one.
+        try:
+            _learn_organization(services, request)
+        except GenesysError as err:
+            logger.warning("The organization was not read again with the roster: %s", err)
     logger.info("Measured %s with %d Genesys requests", format_time(request.checked_at),
                 services.client.request_count - requests_before)
     if roster != cached:

@@ -186,13 +186,14 @@ def test_a_check_after_the_roster_expires_reads_it_again_in_the_background_not_t
 
     output = checks.check_output(COLD_AT)  # the roster is an hour old now
 
-    # The check measured with the expired roster (its split is known) and started the
-    # refresh, which then read the roster (not the token, not the org) in the background.
+    # The check measured with the expired roster (its split is known), read the org id again
+    # (once per roster) and started the refresh, which read the roster in the background.
     assert "split" not in output
     assert refresh.wait(60)
     assert refresh.completed == 2
     calls = calls_by_endpoint(checks.simulator)
-    assert calls == expected_roster_calls(org) + expected_warm_calls(org, COLD_AT)
+    assert calls == Counter({ORGANIZATION: 1}) + expected_roster_calls(
+        org) + expected_warm_calls(org, COLD_AT)
     assert TOKEN not in calls
     state = runtime.services().state
     assert state is not None
