@@ -73,7 +73,7 @@ class RequestBudget:
         A background request (inside `background()`) also waits while the window holds
         `background_limit` background requests.
         """
-        background = _BACKGROUND.get()
+        background = in_background()
         while True:
             with self._lock:
                 now = self._clock()
