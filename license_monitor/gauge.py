@@ -45,7 +45,8 @@ from license_monitor.roster import Roster
 
 if TYPE_CHECKING:
     from license_monitor.state.alerts import AlertStore
-    from license_monitor.state.gauge import Claim, GaugeReading, PresenceGauge
+    from license_monitor.state.gauge import GaugeReading, PresenceGauge
+    from license_monitor.state.gauge_trigger import Claim
 
 
 MAX_EVENTS = 1_000

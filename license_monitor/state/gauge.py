@@ -19,22 +19,21 @@ Why buckets and not one row per user: a reconciliation writes every logged-in us
 does not hold yet, and a batch operation costs about a millisecond of the client's CPU
 (azure-core builds and parses each one as a multipart part) plus the service's time: at 10,000
 logged in, one row per user took 6 to 10 s of the check. With buckets it writes at most
-`BUCKETS` rows per shard, in one transaction.
+`BUCKETS` rows per shard, in one transaction. The row formats are in state/gauge_rows.py, the
+trigger row in state/gauge_trigger.py.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import zlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-from azure.data.tables import EdmType, EntityProperty, TableTransactionError, UpdateMode
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import TableTransactionError, UpdateMode
 
 from license_monitor.deadline import ContextThreadPoolExecutor
 from license_monitor.gauge import (
@@ -52,90 +51,27 @@ from license_monitor.gauge import (
     role_of,
 )
 from license_monitor.roster import Roster, Split
+from license_monitor.state.gauge_rows import (
+    BUCKET_PREFIX,
+    BUCKETS_PER_QUERY,
+    COUNTER_ROW,
+    GAUGE,
+    ROWS_PER_BATCH,
+    SHARDS,
+    Bucket,
+    ShardCounter,
+    bucket_key,
+    bucket_of,
+    decode_users,
+    encode_users,
+    int64,
+    shard_of,
+)
+from license_monitor.state.gauge_trigger import GaugeTrigger
 from license_monitor.state.table import WRITE_ATTEMPTS, StateTable, is_conflict
 from license_monitor.times import format_precise
 
 logger = logging.getLogger(__name__)
-
-GAUGE = "gauge"
-SHARDS = 4
-# Bucket rows per shard, so that a reconciliation is one transaction per shard. A user entry
-# is about 60 bytes of JSON, about 30 compressed; a binary property holds 64 KiB: the 128
-# buckets hold some 250,000 users.
-BUCKETS = 32
-COUNTER_ROW = "~count"
-TRIGGER_ROW = "gauge-trigger"
-BUCKET_PREFIX = "bucket|"
-BUCKETS_PER_QUERY = 14  # a filter holds at most 15 comparisons; one is the counter row
-ROWS_PER_BATCH = 99  # a transaction holds at most 100 operations; one is the counter
-MAX_BUCKET_BYTES = 64_000  # a binary property holds 64 KiB
-
-
-def shard_of(user_id: str) -> int:
-    """The shard of a user: stable across processes and releases."""
-    return zlib.crc32(user_id.encode("utf-8")) % SHARDS
-
-
-def bucket_of(user_id: str) -> int:
-    """The bucket of a user within its shard (independent of the shard: the hash's next bits)."""
-    return (zlib.crc32(user_id.encode("utf-8")) // SHARDS) % BUCKETS
-
-
-def _bucket_key(bucket: int) -> str:
-    return f"{BUCKET_PREFIX}{bucket:03d}"
-
-
-def _int(value: Any) -> int:
-    return int(value.value if isinstance(value, EntityProperty) else value)
-
-
-def _int64(value: int) -> EntityProperty:
-    return EntityProperty(value, EdmType.INT64)
-
-
-def _decode(data: bytes) -> dict[str, Entry]:
-    users: dict[str, list[int]] = json.loads(zlib.decompress(data)) if data else {}
-    return {user_id: Entry(bool(online), int(at), "agent" if agent else "admin")
-            for user_id, (online, at, agent) in users.items()}
-
-
-def _encode(users: Mapping[str, Entry]) -> bytes:
-    text = json.dumps({user_id: [int(entry.online), entry.at_ms, int(entry.role == "agent")]
-                       for user_id, entry in sorted(users.items())}, separators=(",", ":"))
-    data = zlib.compress(text.encode("utf-8"), 6)
-    if len(data) > MAX_BUCKET_BYTES:
-        raise ValueError(f"a presence gauge bucket holds {len(users):,} users, over what one "
-                         "Table Storage row can store")
-    return data
-
-
-@dataclass
-class _Bucket:
-    users: dict[str, Entry] = field(default_factory=dict)
-    etag: str | None = None
-
-
-@dataclass
-class _Counter:
-    agents: int = 0
-    admins: int = 0
-    as_of_ms: int = 0
-    seen: frozenset[Role] = frozenset()
-    etag: str | None = None
-
-    @classmethod
-    def from_entity(cls, entity: Mapping[str, Any] | None) -> _Counter:
-        if entity is None:
-            return cls()
-        seen: set[Role] = set()
-        if entity.get("seen_agents"):
-            seen.add("agent")
-        if entity.get("seen_admins"):
-            seen.add("admin")
-        return cls(_int(entity.get("agents", 0)), _int(entity.get("admins", 0)),
-                   _int(entity.get("as_of", 0)), frozenset(seen),
-                   entity.metadata["etag"])  # type: ignore[attr-defined]
-
 
 @dataclass(frozen=True)
 class GaugeReading:
@@ -180,20 +116,12 @@ class Reconciled:
                 "covers": covers_list(self.covers)}
 
 
-@dataclass(frozen=True)
-class Claim:
-    """The right to start one exact check now, won through the trigger row's ETag."""
-
-    etag: str
-    previous_ms: int | None
-
-
 # One bucket's change: bucket number, its entries after, its ETag (None: a new row).
 _BucketWrite = tuple[int, dict[str, Entry], str | None]
 
 
-class PresenceGauge:
-    """The org's presence gauge over the shared table."""
+class PresenceGauge(GaugeTrigger):
+    """The org's presence gauge over the shared table (the check trigger: gauge_trigger.py)."""
 
     def __init__(self, table: StateTable) -> None:
         self._table = table
@@ -203,16 +131,16 @@ class PresenceGauge:
 
     # ------------------------------------------------------------------ reading
 
-    def _counter(self, shard: int) -> _Counter:
+    def _counter(self, shard: int) -> ShardCounter:
         table = self._table
         with table.translate("reading the presence gauge"):
             try:
-                return _Counter.from_entity(
+                return ShardCounter.from_entity(
                     table.client.get_entity(self._partition(shard), COUNTER_ROW))
             except ResourceNotFoundError:
-                return _Counter()
+                return ShardCounter()
 
-    def _counters(self, shards: Iterable[int] = range(SHARDS)) -> dict[int, _Counter]:
+    def _counters(self, shards: Iterable[int] = range(SHARDS)) -> dict[int, ShardCounter]:
         wanted = list(shards)
         with ContextThreadPoolExecutor(max_workers=len(wanted) or 1) as pool:
             return dict(zip(wanted, pool.map(self._counter, wanted), strict=True))
@@ -222,7 +150,7 @@ class PresenceGauge:
         return _reading(self._counters())
 
     def _rows(self, shard: int, buckets: Sequence[int] | None
-              ) -> tuple[dict[int, _Bucket], _Counter]:
+              ) -> tuple[dict[int, Bucket], ShardCounter]:
         """Some bucket rows of a shard (all when None) and its counter."""
         table = self._table
         parameters: dict[str, Any] = {"pk": self._partition(shard), "counter": COUNTER_ROW}
@@ -232,34 +160,34 @@ class PresenceGauge:
             query += " and ( ( RowKey ge @low and RowKey lt @high ) or RowKey eq @counter )"
         else:
             names = [f"b{i}" for i in range(len(buckets))]
-            parameters.update(zip(names, map(_bucket_key, buckets), strict=True))
+            parameters.update(zip(names, map(bucket_key, buckets), strict=True))
             keys = " or ".join(f"RowKey eq @{name}" for name in [*names, "counter"])
             query += f" and ( {keys} )"
-        rows: dict[int, _Bucket] = {}
-        counter = _Counter()
+        rows: dict[int, Bucket] = {}
+        counter = ShardCounter()
         with table.translate("reading the presence gauge"):
             for entity in table.client.query_entities(query, parameters=parameters):
                 key = str(entity["RowKey"])
                 if key == COUNTER_ROW:
-                    counter = _Counter.from_entity(entity)
+                    counter = ShardCounter.from_entity(entity)
                 elif key.startswith(BUCKET_PREFIX):
-                    rows[int(key[len(BUCKET_PREFIX):])] = _Bucket(
-                        _decode(bytes(entity.get("users") or b"")),
+                    rows[int(key[len(BUCKET_PREFIX):])] = Bucket(
+                        decode_users(bytes(entity.get("users") or b"")),
                         str(entity.metadata["etag"]))
         return rows, counter
 
     # ------------------------------------------------------------------ writing
 
-    def _commit(self, shard: int, writes: Sequence[_BucketWrite], counter: _Counter,
-                written: _Counter) -> _Counter | None:
+    def _commit(self, shard: int, writes: Sequence[_BucketWrite], counter: ShardCounter,
+                written: ShardCounter) -> ShardCounter | None:
         """Write bucket rows and the counter (`written`) in one transaction, each conditional
         on the ETag read (`counter` is the row as read). The counter as written, or None on
         a conflict."""
         partition = self._partition(shard)
         operations: list[Any] = []
         for bucket, users, etag in writes:
-            entity = {"PartitionKey": partition, "RowKey": _bucket_key(bucket),
-                      "users": _encode(users)}
+            entity = {"PartitionKey": partition, "RowKey": bucket_key(bucket),
+                      "users": encode_users(users)}
             if etag is None:
                 operations.append(("create", entity))
             else:
@@ -267,7 +195,7 @@ class PresenceGauge:
                     "mode": UpdateMode.REPLACE, "etag": etag,
                     "match_condition": MatchConditions.IfNotModified}))
         row = {"PartitionKey": partition, "RowKey": COUNTER_ROW, "agents": written.agents,
-               "admins": written.admins, "as_of": _int64(written.as_of_ms),
+               "admins": written.admins, "as_of": int64(written.as_of_ms),
                "seen_agents": "agent" in written.seen, "seen_admins": "admin" in written.seen}
         if counter.etag is None:
             operations.append(("create", row))
@@ -284,7 +212,7 @@ class PresenceGauge:
                     return None
                 raise
         etag = results[-1].get("etag") if results else None
-        return _Counter(written.agents, written.admins, written.as_of_ms, written.seen,
+        return ShardCounter(written.agents, written.admins, written.as_of_ms, written.seen,
                         None if etag is None else str(etag))
 
     def apply(self, events: Sequence[PresenceEvent], roster: Roster | None) -> Applied:
@@ -324,7 +252,7 @@ class PresenceGauge:
                 agents, admins, seen = counter.agents, counter.admins, set(counter.seen)
                 changed = received = change = 0
                 for bucket in chunk:
-                    held = rows.get(bucket) or _Bucket()
+                    held = rows.get(bucket) or Bucket()
                     users = dict(held.users)
                     for event, role in by_bucket[bucket]:
                         received += 1
@@ -346,7 +274,7 @@ class PresenceGauge:
                         changed += 1
                     if users != held.users:
                         writes.append((bucket, users, held.etag))
-                after = _Counter(agents, admins, counter.as_of_ms, frozenset(seen))
+                after = ShardCounter(agents, admins, counter.as_of_ms, frozenset(seen))
                 if not writes and after.seen == counter.seen:
                     skipped += received
                     break
@@ -387,7 +315,7 @@ class PresenceGauge:
         return Reconciled(now, at, drift, covers)
 
     def _reconcile_shard(self, shard: int, exact: set[str], roster: Roster, at_ms: int
-                         ) -> tuple[int, _Counter]:
+                         ) -> tuple[int, ShardCounter]:
         """(gauge minus exact over the entries corrected, the counter after) for one shard."""
         exact_by_bucket: dict[int, set[str]] = {}
         for user_id in exact:
@@ -434,7 +362,7 @@ class PresenceGauge:
                 admins = sum(counts(entry)[1] for users in standing.values()
                              for entry in users.values())
                 last = index == len(batches) - 1
-                target = _Counter(agents, admins, at_ms if last else counter.as_of_ms,
+                target = ShardCounter(agents, admins, at_ms if last else counter.as_of_ms,
                                   counter.seen)
                 writes = [(bucket, after[bucket], rows[bucket].etag if bucket in rows else None)
                           for bucket in batch]
@@ -448,56 +376,7 @@ class PresenceGauge:
                 return corrected_total, counter
         raise self._table.kept_changing("the presence gauge")
 
-    # ------------------------------------------------------------------ starting the check
-
-    def claim_check(self, now: datetime, min_interval: timedelta) -> Claim | None:
-        """Win the right to start the exact check: at most one per `min_interval`, all workers."""
-        table = self._table
-        with table.translate("reading the gauge's check trigger"):
-            try:
-                current = table.client.get_entity(table.org, TRIGGER_ROW)
-            except ResourceNotFoundError:
-                current = None
-        previous = None if current is None else _int(current["last_started"])
-        now_ms = epoch_ms(now)
-        if previous is not None and now_ms - previous < min_interval // timedelta(milliseconds=1):
-            return None
-        entity = {"PartitionKey": table.org, "RowKey": TRIGGER_ROW,
-                  "last_started": _int64(now_ms)}
-        with table.translate("claiming the gauge's check trigger"):
-            try:
-                if current is None:
-                    result = table.client.create_entity(entity)
-                else:
-                    result = table.client.update_entity(
-                        entity, mode=UpdateMode.REPLACE, etag=current.metadata["etag"],
-                        match_condition=MatchConditions.IfNotModified)
-            except HttpResponseError as err:
-                if is_conflict(err):
-                    return None  # another worker claimed it first
-                raise
-        return Claim(str(result["etag"]), previous)
-
-    def release_claim(self, claim: Claim) -> None:
-        """Give a claim back (the check could not start): the next rising event may try."""
-        table = self._table
-        with table.translate("releasing the gauge's check trigger"):
-            try:
-                if claim.previous_ms is None:
-                    table.client.delete_entity(
-                        table.org, TRIGGER_ROW, etag=claim.etag,
-                        match_condition=MatchConditions.IfNotModified)
-                else:
-                    table.client.update_entity(
-                        {"PartitionKey": table.org, "RowKey": TRIGGER_ROW,
-                         "last_started": _int64(claim.previous_ms)},
-                        mode=UpdateMode.REPLACE, etag=claim.etag,
-                        match_condition=MatchConditions.IfNotModified)
-            except HttpResponseError:
-                logger.debug("The gauge's check trigger changed meanwhile; left as it is")
-
-
-def _reading(counters: Mapping[int, _Counter]) -> GaugeReading | None:
+def _reading(counters: Mapping[int, ShardCounter]) -> GaugeReading | None:
     if all(counter.etag is None for counter in counters.values()):
         return None
     agents = sum(counter.agents for counter in counters.values())
