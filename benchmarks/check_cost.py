@@ -214,6 +214,10 @@ def measure_series(size: Size, args: argparse.Namespace, connection: str) -> dic
                        + 1800)
         answered = [request.at for request in sim.requests]
     runs = result["runs"]
+    for run in runs:
+        print(f"  {run['checked_at'][11:16]} {run['wall_seconds']:6.2f} s {run['level']} "
+              f"split {run['split']} check calls {run['check_calls']} background "
+              f"{run['background_calls_during']}", file=sys.stderr, flush=True)
     warm = runs[1:]
     return {"size": size, "cold": runs[0], "warm": warm, "result": result,
             "max_per_minute": max_per_minute(answered), "answered": len(answered),
