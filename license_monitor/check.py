@@ -152,6 +152,7 @@ def measure_usage(services: Services, request: CheckRequest) -> dict[str, Any]:
         concurrent_pool=settings.concurrent_pool,
         on_roster=keep,
         full_roster=full_roster,
+        idle_after_minutes=settings.idle_after_minutes,
     )
     refreshing = roster_refresh.needs_refresh(
         roster, request.checked_at, settings.roster_ttl_minutes) and (
@@ -363,6 +364,7 @@ def _evaluate(
             billable_peak_upper=billed["billable_peak_upper"],
             seconds_over_capacity=billed["seconds_over_capacity"],
             pool=usage.pool_source,
+            idle=None if usage.idle is None else usage.idle.line(usage.now.total, now),
             earlier=earlier,
         )
         report.update({
@@ -384,6 +386,8 @@ def _evaluate(
             report["split"] = "pending"
         if "gauge" in measurement:
             report["gauge"] = measurement["gauge"]
+        if "idle" in measurement:
+            report["idle"] = measurement["idle"]
 
     quiet = is_quiet(now, settings.quiet_hours, settings.quiet_hours_timezone)
     to_send: list[dict[str, Any]] = []

@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from license_monitor import deadline
 from license_monitor.deadline import ContextThreadPoolExecutor
-from license_monitor.genesys.models import OFFLINE, PresenceSegment, normalise_presence
+from license_monitor.genesys.models import (
+    OFFLINE,
+    PresenceSegment,
+    RoutingSegment,
+    normalise_presence,
+)
+from license_monitor.idle import IdleSummary, find_idle
 from license_monitor.roster import (
     POOL_FROM_LICENSES,
     AgentRule,
@@ -55,6 +61,7 @@ class UsageReport:
     # Who `now` counts: for the presence gauge's reconciliation inside the activity; never in
     # to_dict() (user ids do not cross the orchestration history).
     now_users: frozenset[str] = dataclasses.field(default=frozenset(), compare=False)
+    idle: IdleSummary | None = None  # pool users logged in without working (idle.py)
 
     @property
     def split_pending(self) -> bool:
@@ -64,6 +71,7 @@ class UsageReport:
     def to_dict(self) -> dict[str, Any]:
         """JSON form using the CLI's field names (DESIGN.md §9)."""
         return {
+            **({"idle": self.idle.to_dict()} if self.idle is not None else {}),
             "checked_at": format_check_time(self.checked_at),
             "window": {"start": format_check_time(self.window_start),
                        "end": format_check_time(self.window_end)},
@@ -96,6 +104,7 @@ class UsageReport:
                 parse_time(minute): MinuteProfile.decode(str(profile))
                 for minute, profile in (data.get("minutes") or {}).items()
             },
+            idle=IdleSummary.from_dict(data["idle"]) if data.get("idle") else None,
         )
 
 
@@ -146,6 +155,19 @@ def fetch_segments(
 ) -> list[PresenceSegment]:
     """Presence segments of every user not OFFLINE at some point of the window."""
     return list(client.iter_presence_details(start, end, parallel=parallel_pages))
+
+
+def fetch_details(
+    client: GenesysClient, start: datetime, end: datetime, parallel_pages: int = 4
+) -> tuple[list[PresenceSegment], list[RoutingSegment]]:
+    """Presence and routing status records of every user not OFFLINE at some point of the
+    window (one read: the same pages)."""
+    presence: list[PresenceSegment] = []
+    routing: list[RoutingSegment] = []
+    for page in client.iter_details_pages(start, end, parallel=parallel_pages):
+        presence.extend(page.segments)
+        routing.extend(page.routing)
+    return presence, routing
 
 
 def measure_minutes(
@@ -253,6 +275,7 @@ def measure(
     concurrent_pool: Pool = POOL_FROM_LICENSES,
     on_roster: Callable[[Roster], None] | None = None,
     full_roster: Callable[[], Roster | None] | None = None,
+    idle_after_minutes: int = 60,
 ) -> tuple[UsageReport, Roster]:
     """Measure usage over [now - window, now] and return the report and the roster used.
 
@@ -281,7 +304,7 @@ def measure(
     # The pool's threads carry the check's deadline (a context variable) to their requests.
     with ContextThreadPoolExecutor(max_workers=3) as pool:
         active_future = pool.submit(client.users_logged_in, start, now)
-        segments_future = pool.submit(fetch_segments, client, first_minute, now, parallel_pages)
+        details_future = pool.submit(fetch_details, client, first_minute, now, parallel_pages)
         if cached is None:
             current = pool.submit(_roster_now, client, license_pattern, now, concurrent_pool,
                                   on_roster=on_roster, full_roster=full_roster,
@@ -289,7 +312,7 @@ def measure(
         else:
             current = cached
         active = active_future.result()
-        segments = segments_future.result()
+        segments, routing = details_future.result()
 
     # Anyone logged in per the details was active in the window, whatever the aggregates say
     # (they are computed apart and may lag): so window_distinct >= peak, always.
@@ -318,6 +341,9 @@ def measure(
         minutes=measure_concurrency(
             pool_segments(segments, current), first_minute, now).minutes,
         now_users=concurrency.now_users,
+        idle=IdleSummary.of(find_idle(
+            segments, routing, now=now, idle_after=timedelta(minutes=idle_after_minutes),
+            is_agent=current.agents.__contains__, in_pool=current.in_pool), idle_after_minutes),
     )
     _log_report(report)
     return report, current

@@ -521,6 +521,8 @@ class GenesysSimulator:
                              correlation_id)
             return self._error(500, "internal.server.error", "The simulator failed",
                                correlation_id, rate_headers)
+        if payload is None:
+            return _Reply(204, b"", rate_headers)
         if announce is not None and isinstance(payload, dict) and "pageCount" in payload:
             payload["pageCount"] = announce
         return _json_reply(200, payload, rate_headers)
