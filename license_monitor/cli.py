@@ -114,7 +114,8 @@ def summary_line(report: Mapping[str, Any]) -> str:
     parts = [
         f"{report['checked_at']}  {level:<8}",
         f"peak {peak['total']}/{report['capacity']} ({report['utilization_percent']}%)",
-        f"agents {peak['agents']} admins {peak['admins']}",
+        ("agents/admins split pending (roster building)" if report.get("split") == "pending"
+         else f"agents {peak['agents']} admins {peak['admins']}"),
         f"now {now['total']}",
         f"active in window {report['window_distinct']}",
     ]
@@ -134,9 +135,14 @@ def summary_line(report: Mapping[str, Any]) -> str:
 
 
 def run_check(
-    settings: Settings, *, dry_run: bool, clock: Callable[[], datetime] | None = None
+    settings: Settings, *, dry_run: bool, clock: Callable[[], datetime] | None = None,
+    then: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Run one license_check orchestration in process and return its output."""
+    """Run one license_check orchestration in process and return its output.
+
+    `then` gets the output at once; a roster refresh the check started in the background is
+    then waited for (a process that exits would lose it), saying so on stderr.
+    """
     # The in-process host lives with the Durable app (it drives the registered orchestrator);
     # importing it here keeps the domain importable without the Functions runtime.
     from function_app import app  # noqa: PLC0415
@@ -153,13 +159,21 @@ def run_check(
         result = ReplayHost(app, clock=clock).run(
             "license_check", {"dry_run": dry_run, "trigger": "cli"},
             instance_id=singleton_id(settings.client_key))
+        output: dict[str, Any] = (
+            result.output if result.runtime_status == "Completed"
+            and isinstance(result.output, dict) else {
+                "checked_at": format_check_time(datetime.now(UTC)), "level": "unknown",
+                "error": result.error or "the check did not complete", "events": [],
+                "notifications": []})
+        if then is not None:
+            then(output)
+        if services.roster_refresh.running:
+            print("Building the roster's agent/admin classes in the background before "
+                  "exiting (Ctrl-C leaves them to the next check) ...", file=sys.stderr)
+            services.roster_refresh.wait()
     finally:
         runtime.install(None)
-    if result.runtime_status != "Completed" or not isinstance(result.output, dict):
-        return {"checked_at": format_check_time(datetime.now(UTC)),
-                "level": "unknown", "error": result.error or "the check did not complete",
-                "events": [], "notifications": []}
-    return result.output
+    return output
 
 
 def _unknown(error: str) -> dict[str, Any]:
@@ -308,19 +322,28 @@ def _check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except (OSError, ValueError) as problem:  # unreadable or malformed --settings file
         report = _unknown(f"cannot read the settings file {args.settings}: {problem}")
         print(report["error"], file=err)
+    shown: list[dict[str, Any]] = []
+
+    def show(report: dict[str, Any]) -> None:
+        shown.append(report)
+        if args.json:
+            out.write(json.dumps(report) + "\n")
+        else:
+            out.write(summary_line(report) + "\n")
+            for sent in [one for head in report.get("notifications", [])
+                         for one in (head, *head.get("then", ()))]:
+                state = ("delivered" if sent.get("delivered")
+                         else f"NOT delivered ({sent.get('error')})")
+                out.write(f"  alert {sent['event']} on {sent['channel']}: {state}\n")
+        out.flush()
+
     if report is None:
         try:
-            report = run_check(settings, dry_run=args.dry_run)
+            report = run_check(settings, dry_run=args.dry_run, then=show)
         except Exception as problem:
             report = _unknown(str(problem))
-    if args.json:
-        out.write(json.dumps(report) + "\n")
-    else:
-        out.write(summary_line(report) + "\n")
-        for sent in [one for head in report.get("notifications", [])
-                     for one in (head, *head.get("then", ()))]:
-            state = "delivered" if sent.get("delivered") else f"NOT delivered ({sent.get('error')})"
-            out.write(f"  alert {sent['event']} on {sent['channel']}: {state}\n")
+    if not shown:
+        show(report)
     return exit_code(str(report.get("level", "unknown")))
 
 

@@ -23,6 +23,7 @@ from license_monitor.genesys import auth
 from license_monitor.genesys.client import GenesysClient
 from license_monitor.genesys.models import Organization
 from license_monitor.roster import Roster
+from license_monitor.roster_refresh import RosterRefresh
 from license_monitor.settings import ConfigError, Settings
 from license_monitor.state import StateStore
 
@@ -58,6 +59,8 @@ class Services:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     # A deadline shorter than CHECK_TIMEOUT_SECONDS may be (10 s at least): for tests only.
     check_timeout_seconds: float | None = None
+    # The full roster, refreshed in the background (started by checks; the CLI waits for it).
+    roster_refresh: RosterRefresh = field(default_factory=RosterRefresh)
 
     def deadline(
         self, checked_at: datetime, step: str, *, records: bool = False,

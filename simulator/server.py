@@ -18,6 +18,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -30,6 +31,9 @@ logger = logging.getLogger(__name__)
 
 TOKEN_PATH = "/oauth/token"  # noqa: S105 (a path, not a secret)
 API_PREFIX = "/api/"
+# A benchmark in another process moves the served org's clock here: POST {"now": ISO-8601}.
+# Not the platform's: no latency, not recorded, not rate-limited.
+CLOCK_PATH = "/_simulator/now"
 RATE_WINDOW_SECONDS = 60.0
 MAX_REQUEST_BYTES = 512_000  # the platform's request.bytes.max
 _MAX_DRAIN_BYTES = 16 * 1024 * 1024
@@ -84,6 +88,7 @@ class RecordedRequest:
     query: dict[str, list[str]]
     body: Any | None
     status: int
+    at: float = dataclasses.field(default_factory=time.monotonic)  # when it was answered
 
 
 @dataclass
@@ -320,6 +325,8 @@ class GenesysSimulator:
         correlation_id = str(uuid.uuid4())
         split = urlsplit(target)
         path, query = split.path, parse_qs(split.query, keep_blank_values=True)
+        if path == CLOCK_PATH and method == "POST":
+            return self._set_clock(raw_body)
         if self.latency_seconds > 0:
             self._sleep(self.latency_seconds)
         if path == TOKEN_PATH:
@@ -337,6 +344,17 @@ class GenesysSimulator:
         with self._state:
             self._requests.append(RecordedRequest(method, path, query, recorded_body, reply.status))
         return reply
+
+    def _set_clock(self, raw_body: bytes) -> _Reply:
+        try:
+            moment = datetime.fromisoformat(json.loads(raw_body)["now"])
+        except (ValueError, KeyError, TypeError):
+            return _json_reply(400, {"error": 'the body must be {"now": "<ISO-8601>"}'})
+        if moment.tzinfo is None:
+            return _json_reply(400, {"error": "the time needs a time zone"})
+        with self.lock:
+            self._org.now = moment
+        return _json_reply(200, {"now": moment.isoformat()})
 
     def _error(self, status: int, code: str, message: str, correlation_id: str,
                headers: dict[str, str] | None = None) -> _Reply:
