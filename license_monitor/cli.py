@@ -99,6 +99,12 @@ def summary_line(report: Mapping[str, Any]) -> str:
     gauge = report.get("gauge")
     if isinstance(gauge, Mapping) and gauge.get("value") is not None:
         parts.append(f"gauge {gauge['value']} (drift {int(gauge.get('drift') or 0):+d})")
+    forecast = report.get("forecast")
+    if isinstance(forecast, Mapping):
+        parts.append(f"forecast {forecast['peak']} ({forecast['low']}-{forecast['high']}) "
+                     f"at {str(forecast['at'])[11:16]} UTC")
+    elif report.get("no_forecast"):
+        parts.append(f"no forecast: {report['no_forecast']}")
     if report.get("pool") == POOL_ALL_USERS:
         parts.append(ALL_USERS_NOTE)
     if report.get("events"):

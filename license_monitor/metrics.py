@@ -46,6 +46,7 @@ SECONDS_OVER_CAPACITY = "license.seconds_over_capacity"
 CHECK_FAILED = "license.check.failed"
 ALERT_DELIVERED = "license.alert.delivered"
 GAUGE_DRIFT = "license.gauge.drift"
+FORECAST_PEAK = "license.forecast.peak"
 
 METRIC_NAMES: tuple[str, ...] = (
     CONCURRENT_PEAK, CONCURRENT_NOW, CONCURRENT_PEAK_AGENTS, CONCURRENT_PEAK_ADMINS,
@@ -128,6 +129,7 @@ def check_points(
             (SECONDS_OVER_CAPACITY,
              _mapping(report.get("billing")).get("seconds_over_capacity")),
             (GAUGE_DRIFT, _mapping(report.get("gauge")).get("drift")),
+            (FORECAST_PEAK, _mapping(report.get("forecast")).get("peak")),
         )
         points.extend((name, value, {}) for name, value in figures if _is_number(value))
     chains = [item for item in report.get("notifications") or () if isinstance(item, Mapping)]

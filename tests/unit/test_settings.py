@@ -394,3 +394,13 @@ def test_long_values_are_shortened_in_messages(overrides: dict[str, str]) -> Non
     [line] = problems(**overrides)
     assert len(line) < 250
     assert "\u2026" in line
+
+
+def test_the_forecast_day_is_the_quiet_hours_zone_unless_set() -> None:
+    base = {"GENESYS_CLIENT_ID": "id", "GENESYS_CLIENT_SECRET": "secret",
+            "LICENSE_CAPACITY": "500", "QUIET_HOURS_TIMEZONE": "Europe/Berlin"}
+    assert Settings.from_env(base).forecast_timezone == "Europe/Berlin"
+    chosen = Settings.from_env({**base, "FORECAST_TIMEZONE": "America/Chicago"})
+    assert chosen.forecast_timezone == "America/Chicago"
+    with pytest.raises(ConfigError, match="FORECAST_TIMEZONE must be an IANA time zone"):
+        Settings.from_env({**base, "FORECAST_TIMEZONE": "Mars/Olympus"})
