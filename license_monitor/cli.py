@@ -180,6 +180,33 @@ def _billing_rebuild(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """`report`: the billing period on one self-contained HTML page (docs/report.md)."""
+    from license_monitor import report, runtime  # noqa: PLC0415 (pygal only when asked)
+
+    environ = dict(os.environ)
+    try:
+        if args.settings:
+            load_local_settings(Path(args.settings), environ)
+        settings = Settings.from_env(environ)
+        period = date.fromisoformat(args.period) if args.period else None
+        services = runtime.Services.from_settings(settings)
+        assert services.state is not None  # noqa: S101 (required above)
+        page = report.load_period_report(services.state, settings, datetime.now(UTC), period)
+        Path(args.out).write_text(report.render(page), encoding="utf-8")
+    except ConfigError as problem:
+        print(problem, file=err)
+        return 3
+    except Exception as problem:
+        print(f"report failed: {problem}", file=err)
+        return 3
+    billing = page.billing
+    out.write(f"{args.out}: billing period from {billing['period_start']}, billable peak "
+              f"{billing['billable_peak']} (upper bound {billing['billable_peak_upper']}), "
+              f"{billing['seconds_over_capacity']} s over capacity, {len(page.days)} days\n")
+    return 0
+
+
 def _check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     environ = dict(os.environ)
     report: dict[str, Any] | None = None
@@ -239,6 +266,15 @@ def main(
                          help="read settings from a local.settings.json (environment wins)")
     rebuild.add_argument("-v", "--verbose", action="count", default=0,
                          help="log to stderr (-vv: with debug detail)")
+    report = commands.add_parser(
+        "report", help="the billing period on one self-contained HTML page")
+    report.add_argument("--period", metavar="YYYY-MM-DD",
+                        help="a day of the billing period to show (UTC); default: the current")
+    report.add_argument("--out", required=True, metavar="FILE.html", help="where to write it")
+    report.add_argument("--settings", metavar="FILE",
+                        help="read settings from a local.settings.json (environment wins)")
+    report.add_argument("-v", "--verbose", action="count", default=0,
+                        help="log to stderr (-vv: with debug detail)")
     args = parser.parse_args(argv)
     levels = {0: logging.ERROR, 1: logging.INFO}
     logging.basicConfig(
@@ -249,4 +285,6 @@ def main(
     quiet_http_logging()
     if args.command == "billing":
         return _billing_rebuild(args, out, err)
+    if args.command == "report":
+        return _report(args, out, err)
     return _check(args, out, err)
