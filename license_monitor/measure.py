@@ -85,7 +85,7 @@ class UsageReport:
             unclassified=int(data["unclassified"]),
             minutes={
                 parse_time(minute): MinuteProfile.decode(str(profile))
-                for minute, profile in data["minutes"].items()
+                for minute, profile in (data.get("minutes") or {}).items()
             },
         )
 
@@ -204,6 +204,9 @@ def measure(
 ) -> tuple[UsageReport, Roster]:
     """Measure usage over [now - window, now] and return the report and the roster used.
 
+    The report's `minutes` are the step functions of every whole minute from the one holding
+    the window's start to the last one ended before `now`.
+
     The roster is reused while fresh and built for the same `concurrent_pool`; otherwise it is
     loaded at the same time as the usage queries (and handed to `on_roster` as soon as it is
     built). Users logged in but unknown to the roster (new hires) make it rebuild once.
@@ -211,6 +214,10 @@ def measure(
     if window_minutes <= 0:
         raise ValueError(f"the window must be at least one minute, not {window_minutes}")
     start = now - timedelta(minutes=window_minutes)
+    # The details are read from the minute holding the window's start, so the report's
+    # minutes are every whole minute the window touches: the billing ledger's span ends on
+    # minute boundaries and never loses the minute where the window begins.
+    first_minute = start.replace(second=0, microsecond=0)
     # A roster built on another counting basis (or an older wording of it) is never reused.
     cached = roster if (
         roster is not None and roster.pool_source == concurrent_pool
@@ -221,7 +228,7 @@ def measure(
     # The pool's threads carry the check's deadline (a context variable) to their requests.
     with ContextThreadPoolExecutor(max_workers=3) as pool:
         active_future = pool.submit(client.users_logged_in, start, now)
-        segments_future = pool.submit(fetch_segments, client, start, now, parallel_pages)
+        segments_future = pool.submit(fetch_segments, client, first_minute, now, parallel_pages)
         if cached is None:
             current = pool.submit(build_roster, client, rule, license_pattern, now,
                                   concurrent_pool, on_roster=on_roster).result()
@@ -254,7 +261,7 @@ def measure(
         peak_at=concurrency.peak_at,
         pool_source=current.pool_source,
         unclassified=len(current.unresolved & logged_in),
-        minutes=concurrency.minutes,
+        minutes=measure_concurrency(segments, first_minute, now, include=current.in_pool).minutes,
         now_users=concurrency.now_users,
     )
     _log_report(report)

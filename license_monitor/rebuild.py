@@ -2,8 +2,9 @@
 
 The way out of a wrong past figure (a stored minute measured with a wrong pool, a bug, a lost
 permission): every minute since a day is measured again from the user details, a day per
-query within the request budget, and replaces what is stored. The period's figures are then
-recounted from its rows, so they become what was measured, never the higher of the two.
+query within the request budget, and replaces what is stored: the rebuilt days' share of the
+period's histogram becomes what was measured (never the higher of the two), and days before
+`--since` keep their share, also when retention has purged their minute rows.
 """
 
 from __future__ import annotations

@@ -427,6 +427,13 @@ class _Parser:
                 "MONITOR_SCHEDULE",
                 f"MONITOR_SCHEDULE must be an NCRONTAB expression with six fields "
                 f"(seconds first), got {_shown(schedule, 60)}.")
+        elif any(field != "*" for field in schedule.split()[3:]):
+            # A check measures at most a day back: checks further apart leave minutes unbilled.
+            self.problem(
+                "MONITOR_SCHEDULE",
+                f"MONITOR_SCHEDULE must run every day (day of month, month and day of week "
+                f"'*'): checks more than 24 hours apart would leave minutes unmeasured, got "
+                f"{_shown(schedule, 60)}.")
 
         quiet_zone = self.raw("QUIET_HOURS_TIMEZONE") or "UTC"
         try:
