@@ -1,12 +1,12 @@
 """`python -m simulator.report_demo --out report.html [--screenshot report.png]`: the demo's
-organization through two weeks of hourly checks, then the report of its billing period.
+organization through two weeks of checks, then the report of its billing period.
 
 The demo's org (400 concurrent-licensed users, 100 licenses) follows a contact centre's week:
 a morning ramp, a lunch dip, an afternoon peak, quiet weekends; some afternoons go over the
-purchased count. Every hour a real check runs (the same orchestration as the demo), so the
-billing ledger holds every minute (each check measures the minutes since the previous one) and
-the samples hold each check's forecast. docs/report.png is this page, drawn by headless
-Chromium.
+purchased count. Real checks run (the same orchestration as the demo; hourly on Thursdays,
+every 4 hours otherwise), so the billing ledger holds every minute (each check measures the
+minutes since the previous one) and the samples hold each check's forecast. docs/report.png is
+this page, drawn by headless Chromium.
 """
 
 from __future__ import annotations
@@ -69,7 +69,10 @@ def play(out: Path, screenshot: Path | None) -> int:
             simulator.org.now = moment
             if moment.hour == 0 and moment.minute == 0:
                 print(f"{moment:%a %d %b}", flush=True)
-            if moment.minute == 0:
+            # Hourly on Thursdays (the forecast of the last one needs the earlier ones in
+            # most hours), every 4 hours otherwise: each check measures the minutes since the
+            # previous one, so the ledger holds every minute either way.
+            if moment.minute == 0 and (moment.weekday() == 3 or moment.hour % 4 == 0):
                 report = run_check(settings, dry_run=False, clock=_fixed(moment))
                 if report.get("events"):
                     print(f"{report['checked_at']}: {', '.join(report['events'])}")

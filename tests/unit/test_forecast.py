@@ -251,3 +251,21 @@ def test_forecast_breach_changes_no_level_or_episode() -> None:
     assert decision.level == plain.level == "ok"
     assert decision.state.episode_id is None
     assert alerting.AlertState.from_dict(decision.state.to_dict()) == decision.state
+
+
+def test_forecast_breach_on_each_channel_names_the_forecast() -> None:
+    from license_monitor.notify.message import compose  # noqa: PLC0415
+    from license_monitor.notify.pagerduty import event_body  # noqa: PLC0415
+
+    decision = alerting.decide(usage(300), alerting.AlertState(), POLICY, at(TUESDAY, 10),
+                               forecast=over())
+    payload = decision.events[0].to_payload()
+    message = compose(payload, org_name="Contoso")
+    assert message.title == "Contoso: Breach forecast for today"
+    assert message.subject == "Contoso: Breach forecast for today: about 512 of 500 expected"
+    assert message.tone == "warning"
+    body = event_body(payload, "routing-key", source="contoso")
+    assert body["event_action"] == "trigger"  # never a resolve
+    assert body["dedup_key"] == "forecast-20261124"
+    assert body["payload"]["severity"] == "warning"
+    assert body["payload"]["custom_details"]["forecast"]["peak"] == 512
