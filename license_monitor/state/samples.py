@@ -45,6 +45,7 @@ class SampleLog:
             "sample": text,
         }
         peak = _peak_of(sample)
+        entity["measured"] = peak is not None  # a failed check's row has no peak
         if peak is not None:
             entity["concurrent_peak"] = peak
         with self._table.translate("saving a usage sample"):
@@ -57,12 +58,12 @@ class SampleLog:
 
     def peaks(self, start: datetime, end: datetime) -> list[Sample]:
         """The concurrent peak of each check that measured, start <= check time < end."""
-        rows = self._query(start, end, ["RowKey", "concurrent_peak"])
-        found = [Sample(parse_time(str(row["RowKey"])), int(row["concurrent_peak"]))
-                 for row in rows if row.get("concurrent_peak") is not None]
-        if len(found) < len(rows):  # rows of a version without the property: read their JSON
-            found = samples_from_reports(self.reports(start, end))
-        return found
+        rows = self._query(start, end, ["RowKey", "concurrent_peak", "measured"])
+        if any(row.get("measured") is None for row in rows):
+            # Rows of a version that did not store the peak apart: read their JSON.
+            return samples_from_reports(self.reports(start, end))
+        return [Sample(parse_time(str(row["RowKey"])), int(row["concurrent_peak"]))
+                for row in rows if row.get("measured")]
 
     def weekday_history(self, day: date, zone: ZoneInfo, weeks: int = WEEKS) -> WeekdayHistory:
         """The same weekday's curves in the `weeks` before `day` (cached: past days are done)."""
