@@ -8,8 +8,8 @@ level per day (sd 5 %) plus an afternoon-only one (sd 3 %, which the morning can
 afternoon peak drifting by up to half an hour, noise from minute to minute, and one public
 holiday a month on a weekday (a quarter of the usual level). The concurrency of every minute is
 the ground truth; the monitor's samples are what a check every `--every` minutes stores (the
-highest concurrency of its 15-minute window). Capacity is set so that about one weekday in five
-goes over it.
+highest concurrency of its 15-minute window). Capacity 500 against a usual peak of about 470 at
+the start: about one weekday in three ends over it over three months (more as the level grows).
 
 Every check runs the product's forecast (`license_monitor.forecast.forecast_today`) and the
 product's rule for `forecast_breach` (the forecast peak over capacity while the level is ok,
