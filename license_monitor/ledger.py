@@ -180,7 +180,8 @@ def _measure_chunk(
         services.roster = refreshed
         if services.state is not None:
             services.state.roster.save(refreshed.to_dict(), checked_at)
-    return measure_concurrency(segments, start, end, include=refreshed.in_pool).minutes, refreshed
+    minutes = measure_concurrency(measure.pool_segments(segments, refreshed), start, end).minutes
+    return minutes, refreshed
 
 
 def _require_every_minute(

@@ -104,6 +104,22 @@ def online_users(segments: Iterable[PresenceSegment], start: datetime, end: date
     }
 
 
+def pool_segments(segments: Iterable[PresenceSegment], roster: Roster) -> list[PresenceSegment]:
+    """The segments billing counts: pool users', and those of users who have left the pool,
+    up to when the roster first missed them (Genesys bills whoever held a licence then)."""
+    kept = []
+    for segment in segments:
+        if roster.in_pool(segment.user_id):
+            kept.append(segment)
+            continue
+        left = roster.departed.get(segment.user_id)
+        if left is None or segment.start >= left:
+            continue
+        clipped = segment.end is None or segment.end > left
+        kept.append(dataclasses.replace(segment, end=left) if clipped else segment)
+    return kept
+
+
 def strangers(user_ids: Iterable[str], roster: Roster) -> frozenset[str]:
     """Logged-in users the roster has never seen (new hires), ignoring known unresolved ones."""
     return frozenset(
@@ -137,8 +153,8 @@ def measure_minutes(
     while chunk_start < end:
         chunk_end = min(chunk_start + window, end)
         segments = fetch_segments(client, chunk_start, chunk_end, parallel_pages)
-        minutes.update(
-            measure_concurrency(segments, chunk_start, chunk_end, include=roster.in_pool).minutes)
+        minutes.update(measure_concurrency(
+            pool_segments(segments, roster), chunk_start, chunk_end).minutes)
         chunk_start = chunk_end
     return minutes
 
@@ -163,7 +179,7 @@ def refresh_for_strangers(
     if not unknown:
         return roster
     logger.info("%d logged-in users are not in the roster: rebuilding it", len(unknown))
-    rebuilt = build_roster(client, rule, license_pattern, now, concurrent_pool)
+    rebuilt = build_roster(client, rule, license_pattern, now, concurrent_pool, previous=roster)
     still_unknown = frozenset(user_id for user_id in logged_in if not rebuilt.knows(user_id))
     if still_unknown:
         logger.warning(
@@ -176,11 +192,13 @@ def refresh_for_strangers(
 def build_roster(
     client: GenesysClient, rule: AgentRule, license_pattern: re.Pattern[str], now: datetime,
     concurrent_pool: Pool, *, on_roster: Callable[[Roster], None] | None = None,
+    previous: Roster | None = None,
 ) -> Roster:
     """Read the roster under its own deadline (deadline.ROSTER_BUILD_SECONDS) and hand it to
     `on_roster` at once, so a check that runs out of time later keeps it for the next one."""
     with deadline.allowing(deadline.ROSTER_BUILD_SECONDS, "building the roster"):
-        roster = load_roster(client, rule, license_pattern, now, concurrent_pool=concurrent_pool)
+        roster = load_roster(client, rule, license_pattern, now,
+                             concurrent_pool=concurrent_pool).succeeding(previous)
     if on_roster is not None:
         on_roster(roster)
     return roster
@@ -231,7 +249,8 @@ def measure(
         segments_future = pool.submit(fetch_segments, client, first_minute, now, parallel_pages)
         if cached is None:
             current = pool.submit(build_roster, client, rule, license_pattern, now,
-                                  concurrent_pool, on_roster=on_roster).result()
+                                  concurrent_pool, on_roster=on_roster,
+                                  previous=roster).result()
         else:
             current = cached
         active = active_future.result()
@@ -261,7 +280,8 @@ def measure(
         peak_at=concurrency.peak_at,
         pool_source=current.pool_source,
         unclassified=len(current.unresolved & logged_in),
-        minutes=measure_concurrency(segments, first_minute, now, include=current.in_pool).minutes,
+        minutes=measure_concurrency(
+            pool_segments(segments, current), first_minute, now).minutes,
         now_users=concurrency.now_users,
     )
     _log_report(report)

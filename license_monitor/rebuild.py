@@ -89,6 +89,7 @@ def _roster(services: Services, now: datetime) -> Roster:
             return roster
     roster = load_roster(services.client, settings.agent_rule,
                          settings.concurrent_license_pattern, now,
-                         concurrent_pool=settings.concurrent_pool)
+                         concurrent_pool=settings.concurrent_pool).succeeding(
+        None if cached is None else Roster.from_dict(cached))
     services.state.roster.save(roster.to_dict(), now)
     return roster

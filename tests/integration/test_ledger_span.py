@@ -92,7 +92,8 @@ def test_a_catch_up_that_fails_part_way_leaves_its_gap_owed_not_lost(
     back = check_at(w, odd(at(10, 5), 25))
 
     assert partial["level"] == "ok"  # its window is measured and decided all the same
-    assert "backfill_error" in partial and partial["unmeasured_from"] < "2026-11-26T09:45"
+    assert "backfill_error" in partial
+    assert partial["unmeasured_from"] < "2026-11-26T09:45"
     assert "unmeasured_from" not in back
     assert back["billing"]["seconds_over_capacity"] == 35 * 60
     assert back["billing"]["billable_peak"] == 105
@@ -141,7 +142,7 @@ def test_a_rebuild_keeps_the_days_retention_purged(
     assert w.services.state is not None
     assert w.services.state.billing.summary(PERIOD).billable_peak == 105
     # Retention shorter than the period purges the 26th's minute rows; the histogram stays.
-    assert w.services.state.retention.purge_older_than(next_day - timedelta(hours=1)) > 0
+    assert w.services.state.retention.purge_older_than(next_day.replace(hour=0)) > 0
     assert w.services.state.billing.summary(PERIOD).billable_peak == 105
 
     w.simulator.org.now = next_day + timedelta(hours=1)
@@ -151,6 +152,13 @@ def test_a_rebuild_keeps_the_days_retention_purged(
     assert done.returncode == 0, done.stderr
     stored = w.services.state.billing.summary(PERIOD)
     assert (stored.billable_peak, stored.seconds_over(100)) == (105, 31 * 60)
+    # Among the purged days their share is not known: refused with one sentence, nothing lost.
+    refused = rebuild(w, azurite, table_name, "--since", "2026-11-26", "--until", "2026-11-27")
+    assert refused.returncode == 3
+    purged = ("were purged by retention (RETENTION_DAYS): rebuild from the period's first day "
+              "(--since 2026-11-01)")
+    assert purged in refused.stderr
+    assert w.services.state.billing.summary(PERIOD).billable_peak == 105
 
 
 def test_a_stalled_gauge_costs_the_check_a_share_of_its_deadline_not_its_result(
