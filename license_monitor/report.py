@@ -172,12 +172,8 @@ def _chart(kind: type[pygal.graph.graph.Graph], title: str, **config: Any) -> An
         "title": title, "style": CHART_STYLE, "js": [], "disable_xml_declaration": True,
         "width": 1000, "height": 360, "show_dots": False, "legend_at_bottom": True,
         "truncate_legend": -1, "x_label_rotation": 0, "print_values": False,
-        "explicit_size": False}
+        "explicit_size": False, "include_x_axis": True}
     return kind(**{**settings, **config})
-
-
-def _flat(report: PeriodReport, xs: Sequence[Any]) -> tuple[list[Any], list[Any]]:
-    return ([(x, report.capacity) for x in xs], [(x, report.warning_line) for x in xs])
 
 
 def _svg(chart: Any) -> str:
@@ -185,24 +181,23 @@ def _svg(chart: Any) -> str:
 
 
 def _daily_chart(report: PeriodReport) -> str:
-    chart = _chart(pygal.Bar, "Daily peak against capacity (UTC days)",
-                   x_labels=[d.day.strftime("%d %b") for d in report.days],
-                   x_labels_major_every=max(1, len(report.days) // 10), show_minor_x_labels=False)
-    chart.add("daily peak", [d.peak for d in report.days])
-    chart.add("capacity", [report.capacity] * len(report.days), stroke=True, fill=False)
-    chart.add("warning line", [report.warning_line] * len(report.days))
-    return _svg(chart)
+    points = [(datetime.combine(d.day, time(12), tzinfo=UTC), d.peak) for d in report.days]
+    return _time_chart("Daily peak against capacity (UTC days; each day's dot at noon)", points,
+                       report, "daily peak", "%d %b", step=timedelta(hours=12),
+                       dots=True)
 
 
 def _time_chart(title: str, points: Sequence[tuple[datetime, int]], report: PeriodReport,
-                label: str, fmt: str) -> str:
+                label: str, fmt: str, *, step: timedelta, dots: bool = False) -> str:
+    """A curve over time with capacity and the warning line across the whole span."""
     chart = _chart(pygal.DateTimeLine, title, x_value_formatter=lambda x: x.strftime(fmt),
                    x_labels_major_count=8, show_minor_x_labels=False)
-    xs = [moment for moment, _ in points]
-    capacity, warning = _flat(report, [xs[0], xs[-1]] if xs else [])
-    chart.add(label, list(points))
-    chart.add("capacity", capacity)
-    chart.add("warning line", warning)
+    span = [points[0][0] - (step if dots else timedelta(0)), points[-1][0] + step]
+    chart.add(label, list(points), show_dots=dots, dots_size=4,
+              stroke_style={"width": 3 if dots else 1})
+    chart.add("capacity", [(x, report.capacity) for x in span])
+    chart.add("warning line", [(x, report.warning_line) for x in span],
+              stroke_style={"dasharray": "6,4"})
     return _svg(chart)
 
 
@@ -215,7 +210,7 @@ def _forecast_chart(report: PeriodReport) -> str:
     chart.add("actual", [o.actual for o in outcomes])
     chart.add("forecast low", [o.low for o in outcomes], stroke_style={"dasharray": "4,4"})
     chart.add("forecast high", [o.high for o in outcomes], stroke_style={"dasharray": "4,4"})
-    chart.add("capacity", [report.capacity] * len(outcomes), show_dots=False)
+    chart.add("capacity", [report.capacity] * len(outcomes))
     return _svg(chart)
 
 
@@ -296,11 +291,11 @@ def render(report: PeriodReport) -> str:
     charts = [("daily", "Daily peaks", _daily_chart(report) if report.days else "")]
     charts.append(("period", "The period hour by hour", _time_chart(
         "Highest concurrency of each hour (UTC)", report.hourly, report, "hourly peak",
-        "%d %b") if report.hourly else ""))
+        "%d %b", step=timedelta(hours=1)) if report.hourly else ""))
     charts.append(("busiest", f"The busiest day, minute by minute"
                    f"{'' if busiest is None else f' ({busiest:%a %d %b})'}", _time_chart(
         "Highest concurrency of each minute (UTC)", report.busiest, report, "minute peak",
-        "%H:%M") if report.busiest else ""))
+        "%H:%M", step=timedelta(minutes=1)) if report.busiest else ""))
     charts.append(("forecast", "Forecast against what happened",
                    _forecast_chart(report) if report.forecasts else ""))
     sections = "".join(

@@ -93,7 +93,7 @@ def play(out: Path, screenshot: Path | None) -> int:
                  "--disable-background-networking", "--no-first-run",
                  "--disable-component-update", "--disable-sync", "--hide-scrollbars",
                  f"--user-data-dir={profile}", f"--screenshot={screenshot.resolve()}",
-                 "--window-size=1100,3600", out.resolve().as_uri()],
+                 "--window-size=1100,2500", out.resolve().as_uri()],
                 check=True, capture_output=True, timeout=120)
     return 0
 
