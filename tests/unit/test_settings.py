@@ -404,3 +404,20 @@ def test_the_forecast_day_is_the_quiet_hours_zone_unless_set() -> None:
     assert chosen.forecast_timezone == "America/Chicago"
     with pytest.raises(ConfigError, match="FORECAST_TIMEZONE must be an IANA time zone"):
         Settings.from_env({**base, "FORECAST_TIMEZONE": "Mars/Olympus"})
+
+
+@pytest.mark.parametrize("schedule", [
+    "0 */5 * * * 1-5", "0 0 9 * * Mon", "0 */5 * */2 * *", "0 0 0 1 * *", "0 0 0 * 1-6 *"])
+def test_a_schedule_that_skips_days_is_refused_with_one_sentence(schedule: str) -> None:
+    [line] = problems(MONITOR_SCHEDULE=schedule)
+    assert line.startswith("MONITOR_SCHEDULE must run every day")
+    assert "more than 24 hours apart would leave minutes unmeasured" in line
+
+
+@pytest.mark.parametrize(("schedule", "window"), [
+    ("0 */5 * * * *", "5"), ("0 */15 * * * *", "15"), ("0 0 * * * *", "15"),
+    ("0 0 9-17 * * *", "60"), ("0 0 0 * * *", "5"), ("0 */5 * * * *", "60")])
+def test_every_daily_schedule_and_window_pair_is_accepted(schedule: str, window: str) -> None:
+    # The billing ledger is one contiguous span whatever the pair: none can leave a gap.
+    settings = parse(MONITOR_SCHEDULE=schedule, WINDOW_MINUTES=window)
+    assert settings.monitor_schedule == schedule
