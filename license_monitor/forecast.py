@@ -2,11 +2,11 @@
 
 Contact centres are weekly: the same weekday has the same shape (ramp, lunch dip, afternoon
 peak). The forecast takes the last `WEEKS` same weekdays' curves in the org's zone (15-minute
-slots, the highest window peak of each), their median per slot as the day's shape, and scales
-that shape to today's level so far (today's recent slots against the same slots of the shape;
-with little of today seen, the scale stays near 1). Today's remaining peak is the highest
-scaled slot from now to the end of the day; the range is the same forecast made from each of
-those weeks alone. A day with too little history gives no forecast, with the reason.
+slots, the highest window peak of each) and scales each to today's level so far (today's recent
+slots against the same slots of that day; with little of today seen, the scale stays near 1).
+Each scaled day gives the highest slot from now to the end of the day: their median is the
+forecast, their lowest and highest its range, and the peak's time is the first slot of the peak
+on the median curve. A day with too little history gives no forecast, with the reason.
 
 The backtest (`python -m benchmarks.forecast_backtest`) compares it with the naive "same as last
 week's same weekday" on simulated months (docs/forecast.md).
@@ -28,7 +28,6 @@ from license_monitor.times import clock_time, format_time, utc
 WEEKS = 4  # same weekdays looked back at
 MIN_DAYS = 2  # same weekdays with a usable curve needed for a forecast
 SLOT_MINUTES = 15
-SLOTS_PER_DAY = 24 * 60 // SLOT_MINUTES
 MIN_COVERAGE = 0.8  # share of a past day's hours that must hold a sample for it to count
 RECENT_SLOTS = 16  # today's level is read over its last 4 hours
 # Weight of "no change" in the scale, as a number of slots at the shape's typical level: with
