@@ -156,13 +156,14 @@ class Usage:
     """The figures a decision needs, from a successful check.
 
     `concurrent` is the window's exact concurrent peak (DESIGN.md §3), the figure levels use;
-    `agents` and `admins` split it. The billing figures are the period's so far, when known.
-    `pool` is the counting basis (CONCURRENT_POOL); every message says when it is every user.
+    `agents` and `admins` split it (None while the roster's classes are not built yet). The
+    billing figures are the period's so far, when known. `pool` is the counting basis
+    (CONCURRENT_POOL); every message says when it is every user.
     """
 
     concurrent: int
-    agents: int
-    admins: int
+    agents: int | None
+    admins: int | None
     window_distinct: int
     billable_peak: int | None = None
     period_start: str | None = None
@@ -170,6 +171,7 @@ class Usage:
     billable_peak_upper: int | None = None
     seconds_over_capacity: int | None = None
     pool: str = POOL_FROM_LICENSES
+    idle: str | None = None  # one sentence on idle license holders (idle.py), for breaches
     # Earlier billing periods whose minutes the check may have recorded (the previous period's
     # last minutes, measured after its end): their overage is decided too. Not serialised.
     earlier: tuple[Billing, ...] = field(default=(), compare=False)
@@ -195,6 +197,7 @@ class Usage:
             "billable_peak_upper": self.billable_peak_upper,
             "seconds_over_capacity": self.seconds_over_capacity,
             "pool": self.pool,
+            "idle": self.idle,
         }
 
     @classmethod
@@ -203,8 +206,8 @@ class Usage:
         period = data.get("period_start")
         return cls(
             concurrent=int(data["concurrent"]),
-            agents=int(data["agents"]),
-            admins=int(data["admins"]),
+            agents=_optional_int(data.get("agents")),
+            admins=_optional_int(data.get("admins")),
             window_distinct=int(data["window_distinct"]),
             billable_peak=_optional_int(data.get("billable_peak")),
             period_start=None if period is None else str(period),
@@ -212,6 +215,7 @@ class Usage:
             billable_peak_upper=_optional_int(data.get("billable_peak_upper")),
             seconds_over_capacity=_optional_int(data.get("seconds_over_capacity")),
             pool=str(data.get("pool") or POOL_FROM_LICENSES),
+            idle=None if data.get("idle") is None else str(data["idle"]),
         )
 
 
@@ -318,8 +322,8 @@ class AlertEvent:
         if payload.get("concurrent") is not None:
             usage = Usage(
                 concurrent=int(payload["concurrent"]),
-                agents=int(payload["agents"]),
-                admins=int(payload["admins"]),
+                agents=_optional_int(payload.get("agents")),
+                admins=_optional_int(payload.get("admins")),
                 window_distinct=int(payload["window_distinct"]),
                 billable_peak=_optional_int(payload.get("billable_peak")),
                 period_start=None if billing is None else billing.period_start,
@@ -646,6 +650,9 @@ def _decide_usage(usage: Usage, previous: AlertState, policy: Policy, now: datet
         )
 
     message = _usage_message(usage, policy, level)
+    # Breaches and escalations say who holds a license without working: the first place to
+    # look for licenses to free.
+    breach_message = f"{message}; {usage.idle}" if usage.idle else message
     events: list[AlertEvent] = []
     state = replace(
         previous,
@@ -674,7 +681,7 @@ def _decide_usage(usage: Usage, previous: AlertState, policy: Policy, now: datet
     episode_id = previous.episode_id or f"breach-{compact_time(previous.episode_started_at or now)}"
     if is_breached and not was_breached:
         episode_id = f"breach-{compact_time(now)}"
-        events.append(event("breach", episode_id, previous.level, message))
+        events.append(event("breach", episode_id, previous.level, breach_message))
         # A breach straight to critical has already told people it is critical: the episode
         # has no escalation left to announce.
         state = replace(
@@ -692,7 +699,7 @@ def _decide_usage(usage: Usage, previous: AlertState, policy: Policy, now: datet
     elif is_breached:
         state = replace(state, episode_id=episode_id)
         if level == "critical" and previous.level == "warning" and not previous.escalated:
-            events.append(event("escalation", episode_id, previous.level, message))
+            events.append(event("escalation", episode_id, previous.level, breach_message))
             state = replace(state, escalated=True, last_notified_at=now)
         elif _reminder_due(previous, policy, now):
             since = clock_time(previous.episode_started_at or now, now)

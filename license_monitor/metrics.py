@@ -1,4 +1,4 @@
-"""Application Insights custom metrics: the names are a contract (README "Metrics").
+"""Application Insights custom metrics: the names are a contract (docs/operations.md "Metrics").
 
 The workbook and the alert rules in infra/ query these names only; a test checks it.
 
@@ -47,12 +47,13 @@ CHECK_FAILED = "license.check.failed"
 ALERT_DELIVERED = "license.alert.delivered"
 GAUGE_DRIFT = "license.gauge.drift"
 FORECAST_PEAK = "license.forecast.peak"
+IDLE = "license.idle"  # pool users logged in without working for IDLE_AFTER_MINUTES
 
 METRIC_NAMES: tuple[str, ...] = (
     CONCURRENT_PEAK, CONCURRENT_NOW, CONCURRENT_PEAK_AGENTS, CONCURRENT_PEAK_ADMINS,
     WINDOW_DISTINCT, UTILIZATION_PERCENT, CAPACITY, BILLABLE_PEAK, SECONDS_OVER_CAPACITY,
     CHECK_FAILED,
-    ALERT_DELIVERED, GAUGE_DRIFT, FORECAST_PEAK,
+    ALERT_DELIVERED, GAUGE_DRIFT, IDLE, FORECAST_PEAK,
 )
 
 CONNECTION_STRING_ENV = "APPLICATIONINSIGHTS_CONNECTION_STRING"
@@ -130,6 +131,7 @@ def check_points(
              _mapping(report.get("billing")).get("seconds_over_capacity")),
             (GAUGE_DRIFT, _mapping(report.get("gauge")).get("drift")),
             (FORECAST_PEAK, _mapping(report.get("forecast")).get("peak")),
+            (IDLE, _mapping(report.get("idle")).get("count")),
         )
         points.extend((name, value, {}) for name, value in figures if _is_number(value))
     chains = [item for item in report.get("notifications") or () if isinstance(item, Mapping)]
@@ -153,7 +155,8 @@ def record_check(
     """Send one check's figures to Application Insights; a no-op without a connection string.
 
     Args:
-        report: the check JSON (README "CLI"), successful or failed (`level` "unknown").
+        report: the check JSON (docs/measurement.md "The check from the command line"),
+            successful or failed (`level` "unknown").
         org: the `org` dimension of every point.
         capacity: purchased concurrent licenses, sent on every check (a failed report has none).
         connection_string: the value of APPLICATIONINSIGHTS_CONNECTION_STRING, or None/"" (off).

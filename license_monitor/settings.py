@@ -20,7 +20,7 @@ T = TypeVar("T")
 ConcurrentPool = Literal["licenses", "all_users"]
 CONCURRENT_POOLS: tuple[ConcurrentPool, ...] = get_args(ConcurrentPool)
 
-# Every integer setting with the range an admin can choose from (README, Settings). The upper
+# Every integer setting with the range an admin can choose from (docs/settings.md). The upper
 # bounds keep absurd values (a 30-digit reminder interval overflowed timedelta in every check)
 # out; they are generous enough for the largest orgs.
 INTEGER_RANGES: dict[str, tuple[int, int]] = {
@@ -39,6 +39,8 @@ INTEGER_RANGES: dict[str, tuple[int, int]] = {
     "CHECK_TIMEOUT_SECONDS": (10, 600),
     # At most one check started by the presence gauge per this many seconds.
     "GAUGE_CHECK_MIN_INTERVAL_SECONDS": (10, 3600),
+    # A pool user logged in this long without working holds a license for nothing (idle.py).
+    "IDLE_AFTER_MINUTES": (1, 24 * 60),
 }
 
 _RANGE_REASONS = {"MANUAL_CHECK_WAIT_SECONDS": " (Azure ends an HTTP request at 230 s)"}
@@ -136,6 +138,9 @@ class Settings:
     request_budget_per_minute: int = 300
     state_connection: str | None = field(default=None, repr=False)
     state_account_url: str | None = None
+    # STATE_CONNECTION came from AzureWebJobsStorage (the Functions host's storage): a dry run
+    # from the CLI does not open it, so a local.settings.json made for `func start` runs one.
+    state_from_host_storage: bool = False
     # The credential for STATE_ACCOUNT_URL: the managed identity, or "default" (developer logins).
     azure_credential: str = "managed_identity"
     azure_client_id: str | None = None  # a user-assigned identity's client id
@@ -146,6 +151,7 @@ class Settings:
     billing_anchor_day: int = 1
     failure_alert_after: int = 3
     remind_every_minutes: int = 0
+    idle_after_minutes: int = 60
     quiet_hours: tuple[QuietWindow, ...] = ()
     quiet_hours_timezone: str = "UTC"
     forecast_timezone: str = "UTC"  # the org's day for the forecast (docs/forecast.md)
@@ -407,6 +413,8 @@ class _Parser:
                     f"CONCURRENT_LICENSE_PATTERN is not a valid regular expression ({err}).")
 
         state_connection = self.raw("STATE_CONNECTION")
+        state_from_host_storage = state_connection is None and (
+            self.raw("AzureWebJobsStorage") is not None)
         if state_connection is None:
             state_connection = self.raw("AzureWebJobsStorage")
         state_account_url = self.url("STATE_ACCOUNT_URL")
@@ -491,6 +499,7 @@ class _Parser:
             "request_budget_per_minute": self.integer("REQUEST_BUDGET_PER_MINUTE", 300),
             "state_connection": state_connection,
             "state_account_url": state_account_url,
+            "state_from_host_storage": state_from_host_storage,
             "azure_credential": azure_credential,
             "azure_client_id": self.raw("AZURE_CLIENT_ID"),
             "state_table": self.table_name(),
@@ -501,6 +510,7 @@ class _Parser:
             "billing_anchor_day": self.integer("BILLING_ANCHOR_DAY", 1),
             "failure_alert_after": self.integer("FAILURE_ALERT_AFTER", 3),
             "remind_every_minutes": self.integer("REMIND_EVERY_MINUTES", 0),
+            "idle_after_minutes": self.integer("IDLE_AFTER_MINUTES", 60),
             "quiet_hours": quiet,
             "quiet_hours_timezone": quiet_zone,
             "forecast_timezone": forecast_zone,

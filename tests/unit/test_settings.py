@@ -190,7 +190,7 @@ def test_no_secret_in_errors_or_repr_whatever_it_is(secret: str) -> None:
     assert secret not in repr(ok)
 
 
-# Every integer setting and the range the README's Settings table states.
+# Every integer setting and the range the Settings table of docs/settings.md states.
 INTEGER_RANGES = {
     "LICENSE_CAPACITY": (1, 1_000_000),
     "WINDOW_MINUTES": (1, 1440),
@@ -204,6 +204,7 @@ INTEGER_RANGES = {
     "HISTORY_RETENTION_DAYS": (1, 365),
     "CHECK_TIMEOUT_SECONDS": (10, 600),
     "GAUGE_CHECK_MIN_INTERVAL_SECONDS": (10, 3600),
+    "IDLE_AFTER_MINUTES": (1, 1440),
 }
 URL_SETTINGS = (
     "GENESYS_API_URL", "GENESYS_LOGIN_URL", "STATE_ACCOUNT_URL", "ALERT_LINK_URL",
