@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal, cast
 
+from license_monitor.forecast import Forecast, breach_expected
 from license_monitor.roster import ALL_USERS_NOTE, POOL_ALL_USERS, POOL_FROM_LICENSES
 from license_monitor.times import (
     clock_time,
@@ -29,7 +30,7 @@ Level = Literal["ok", "warning", "critical"]
 LEVELS: tuple[Level, ...] = ("ok", "warning", "critical")
 EVENTS = (
     "breach", "escalation", "resolved", "reminder", "monitor_failing", "monitor_recovered",
-    "overage_locked_in", "channel_rejected",
+    "overage_locked_in", "channel_rejected", "forecast_breach",
 )
 _RANK: dict[str, int] = {"ok": 0, "warning": 1, "critical": 2}
 
@@ -275,6 +276,7 @@ class AlertEvent:
     message: str
     billing: Billing | None = None
     cause: str | None = None  # monitor_failing / monitor_recovered: a key of CAUSES
+    forecast: dict[str, Any] | None = None  # forecast_breach: the check JSON's forecast
 
     @property
     def key(self) -> str:
@@ -308,6 +310,7 @@ class AlertEvent:
             "occurred_at": format_time(self.occurred_at),
             "message": self.message,
             "cause": self.cause,
+            **({} if self.forecast is None else {"forecast": dict(self.forecast)}),
         }
 
     @classmethod
@@ -331,6 +334,7 @@ class AlertEvent:
             )
         utilization = payload.get("utilization_percent")
         cause = payload.get("cause")
+        forecast = payload.get("forecast")
         return cls(
             event=str(payload["event"]),
             level=str(payload["level"]),
@@ -343,6 +347,7 @@ class AlertEvent:
             message=str(payload["message"]),
             billing=billing,
             cause=None if cause is None else str(cause),
+            forecast=dict(forecast) if isinstance(forecast, dict) else None,
         )
 
 
@@ -372,6 +377,8 @@ class AlertState:
     overage_announced: tuple[tuple[str, int], ...] = ()
     # Events decided during quiet hours, not yet sent (see _release).
     held: tuple[AlertEvent, ...] = ()
+    # The day (in the forecast's zone) forecast_breach was last announced: once a day.
+    forecast_day: str | None = None
 
     @property
     def announced_overages(self) -> dict[str, int]:
@@ -401,6 +408,7 @@ class AlertState:
             "overage_peak": self.overage_peak,
             "overage_announced": [list(item) for item in self.overage_announced],
             "held": [event.to_payload() for event in self.held],
+            "forecast_day": self.forecast_day,
         }
 
     @classmethod
@@ -426,6 +434,7 @@ class AlertState:
             overage_peak=_optional_int(data.get("overage_peak")),
             overage_announced=_announced(data),
             held=tuple(AlertEvent.from_payload(item) for item in data.get("held") or ()),
+            forecast_day=data.get("forecast_day"),
         )
 
 
@@ -528,6 +537,7 @@ def decide(
     quiet: bool = False,
     missed: Sequence[tuple[datetime, CheckFailure]] = (),
     trusted_until: datetime | None = None,
+    forecast: Forecast | None = None,
 ) -> Decision:
     """Apply the alert policy of DESIGN.md §8 to one check's outcome.
 
@@ -538,6 +548,8 @@ def decide(
         trusted_until: the latest check time that can be true (the storage service's clock
             plus the tolerated skew): a state stamped later was decided on a clock running
             fast, and is repaired (its time dropped), not obeyed.
+        forecast: today's forecast (forecast.py): `forecast_breach` when it says capacity will
+            be crossed while the level is ok, once a day; outside quiet hours only.
     """
     now = utc(now)
     if (trusted_until is not None and previous.last_checked_at is not None
@@ -563,7 +575,11 @@ def decide(
     else:
         current = _decide_usage(outcome, state, policy, now)
     state = replace(current.state, last_checked_at=now)
-    pending = (*previous.held, *events, *current.events)
+    ahead = None if quiet or not isinstance(outcome, Usage) else _forecast_breach(
+        forecast, outcome, state, policy, now)
+    if ahead is not None:
+        state = replace(state, forecast_day=ahead.alert_id.removeprefix("forecast-"))
+    pending = (*previous.held, *events, *current.events, *(() if ahead is None else (ahead,)))
     if quiet:
         return Decision(state=replace(state, held=_compact_held(pending)), events=(),
                         level=current.level)
@@ -706,6 +722,27 @@ def _decide_usage(usage: Usage, previous: AlertState, policy: Policy, now: datet
             state, overage_period=figures.period_start, overage_peak=figures.billable_peak,
             overage_announced=tuple(sorted(announced.items())[-OVERAGE_PERIODS_KEPT:]))
     return Decision(state=state, events=tuple(events), level=level)
+
+
+def _forecast_breach(
+    forecast: Forecast | None, usage: Usage, state: AlertState, policy: Policy, now: datetime,
+) -> AlertEvent | None:
+    """forecast_breach when the forecast crosses capacity while usage is below the warning
+    line, once per day (the forecast's day): it warns, it never resolves or escalates."""
+    if forecast is None or state.level != "ok" or not breach_expected(forecast, policy.capacity):
+        return None
+    day = forecast.day.strftime("%Y%m%d")
+    if state.forecast_day == day:
+        return None
+    utilization = round(policy.utilization_percent(usage.concurrent), 1)
+    return AlertEvent(
+        event="forecast_breach", level="ok", previous_level="ok", alert_id=f"forecast-{day}",
+        occurred_at=now, usage=usage, capacity=policy.capacity,
+        utilization_percent=utilization,
+        message=_with_pool(
+            f"Forecast: {forecast.describe(policy.capacity, now)}; now {usage.concurrent} of "
+            f"{policy.capacity} in use ({utilization:.1f}%)", usage),
+        billing=usage.billing, forecast=forecast.to_dict())
 
 
 def overage_alert_id(period_start: str) -> str:

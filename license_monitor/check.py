@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from license_monitor import (
     alerting,
@@ -19,6 +20,7 @@ from license_monitor import (
     notify,
     roster_refresh,
 )
+from license_monitor.forecast import Forecast, NoForecast, Sample, day_bounds
 from license_monitor.genesys.errors import GenesysError
 from license_monitor.quiet_hours import is_quiet
 from license_monitor.roster import Roster
@@ -346,6 +348,7 @@ def _evaluate(
     policy = _policy(services) if measurement is not None else _failure_policy(services)
     report: dict[str, Any] = {"checked_at": format_check_time(now)}
     outcome: alerting.Usage | alerting.CheckFailure
+    ahead: Forecast | NoForecast | None = None
     if measurement is None:
         outcome = alerting.CheckFailure(failure or "the check failed for an unknown reason")
     else:
@@ -386,6 +389,11 @@ def _evaluate(
             report["split"] = "pending"
         if "gauge" in measurement:
             report["gauge"] = measurement["gauge"]
+        ahead = _forecast(services, now, usage.peak.total)
+        if isinstance(ahead, Forecast):
+            report["forecast"] = ahead.to_dict()
+        else:
+            report["no_forecast"] = ahead.reason
         if "idle" in measurement:
             report["idle"] = measurement["idle"]
 
@@ -394,13 +402,15 @@ def _evaluate(
     channel_errors: list[dict[str, str]] = []
     if request.dry_run or services.state is None:
         previous = services.state.alerts.load_state() if services.state else alerting.AlertState()
-        decision = alerting.decide(outcome, previous, policy, now, quiet=quiet)
+        decision = alerting.decide(outcome, previous, policy, now, quiet=quiet,
+                                   forecast=ahead if isinstance(ahead, Forecast) else None)
         events = decision.events
     else:
         evaluation = services.state.alerts.evaluate(
             outcome, policy, now, settings.channels, quiet=quiet, check_id=request.check_id,
             quiet_hours=(settings.quiet_hours, settings.quiet_hours_timezone),
-            trusted_until=request.trusted_until, claimed_at=_claim_time(services, now))
+            trusted_until=request.trusted_until, claimed_at=_claim_time(services, now),
+            forecast=ahead if isinstance(ahead, Forecast) else None)
         decision, events = evaluation.decision, evaluation.events
         to_send = [n.to_dict() for n in evaluation.to_send]
         channel_errors = [dict(item) for item in evaluation.channel_errors]
@@ -432,6 +442,21 @@ def _evaluate(
         "billable_peak": report.get("billing", {}).get("billable_peak"),
     }
     return {"report": report, "status": status, "notifications": to_send}
+
+
+def _forecast(services: Services, now: datetime, concurrent: int) -> Forecast | NoForecast:
+    """Today's remaining peak from the stored samples (docs/forecast.md); never fails a check."""
+    if services.state is None:
+        return NoForecast("no stored history (a dry run without storage)")
+    zone = ZoneInfo(services.settings.forecast_timezone)
+    day = now.astimezone(zone).date()
+    try:
+        history = services.state.samples.weekday_history(day, zone)
+        today = services.state.samples.peaks(day_bounds(day, zone)[0], now)
+    except StorageUnavailable as err:
+        logger.warning("No forecast: %s", err)
+        return NoForecast("the usage history could not be read")
+    return history.forecast([*today, Sample(now, concurrent)], now)
 
 
 def outcome_total(report: dict[str, Any]) -> int:

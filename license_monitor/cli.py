@@ -127,6 +127,12 @@ def summary_line(report: Mapping[str, Any]) -> str:
     gauge = report.get("gauge")
     if isinstance(gauge, Mapping) and gauge.get("value") is not None:
         parts.append(f"gauge {gauge['value']} (drift {int(gauge.get('drift') or 0):+d})")
+    forecast = report.get("forecast")
+    if isinstance(forecast, Mapping):
+        parts.append(f"forecast {forecast['peak']} ({forecast['low']}-{forecast['high']}) "
+                     f"at {str(forecast['at'])[11:16]} UTC")
+    elif report.get("no_forecast"):
+        parts.append(f"no forecast: {report['no_forecast']}")
     if report.get("pool") == POOL_ALL_USERS:
         parts.append(ALL_USERS_NOTE)
     if report.get("events"):
@@ -308,6 +314,30 @@ def _sign_out(args: argparse.Namespace, services: Any, out: TextIO, err: TextIO,
     return 0 if all(outcome.error is None for outcome in outcomes) else 3
 
 
+def _report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """`report`: the billing period on one self-contained HTML page (docs/report.md)."""
+    from license_monitor import report, runtime  # noqa: PLC0415 (pygal only when asked)
+
+    try:
+        settings = _load_settings(args)
+        period = date.fromisoformat(args.period) if args.period else None
+        services = runtime.Services.from_settings(settings)
+        assert services.state is not None  # noqa: S101 (required above)
+        page = report.load_period_report(services.state, settings, datetime.now(UTC), period)
+        Path(args.out).write_text(report.render(page), encoding="utf-8")
+    except ConfigError as problem:
+        print(problem, file=err)
+        return 3
+    except Exception as problem:
+        print(f"report failed: {problem}", file=err)
+        return 3
+    billing = page.billing
+    out.write(f"{args.out}: billing period from {billing['period_start']}, billable peak "
+              f"{billing['billable_peak']} (upper bound {billing['billable_peak_upper']}), "
+              f"{billing['seconds_over_capacity']} s over capacity, {len(page.days)} days\n")
+    return 0
+
+
 def _check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     environ = dict(os.environ)
     report: dict[str, Any] | None = None
@@ -454,6 +484,15 @@ def main(
                          help="read settings from a local.settings.json (environment wins)")
     rebuild.add_argument("-v", "--verbose", action="count", default=0,
                          help="log to stderr (-vv: with debug detail)")
+    report = commands.add_parser(
+        "report", help="the billing period on one self-contained HTML page")
+    report.add_argument("--period", metavar="YYYY-MM-DD",
+                        help="a day of the billing period to show (UTC); default: the current")
+    report.add_argument("--out", required=True, metavar="FILE.html", help="where to write it")
+    report.add_argument("--settings", metavar="FILE",
+                        help="read settings from a local.settings.json (environment wins)")
+    report.add_argument("-v", "--verbose", action="count", default=0,
+                        help="log to stderr (-vv: with debug detail)")
     _add_peak_users(commands)
     _add_idle(commands)
     args = parser.parse_args(argv)
@@ -466,6 +505,8 @@ def main(
     quiet_http_logging()
     if args.command == "billing":
         return _billing_rebuild(args, out, err)
+    if args.command == "report":
+        return _report(args, out, err)
     if args.command == "doctor":
         return _doctor(args, out, err)
     if args.command == "peak-users":

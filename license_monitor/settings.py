@@ -154,6 +154,7 @@ class Settings:
     idle_after_minutes: int = 60
     quiet_hours: tuple[QuietWindow, ...] = ()
     quiet_hours_timezone: str = "UTC"
+    forecast_timezone: str = "UTC"  # the org's day for the forecast (docs/forecast.md)
     retention_days: int = 90
     history_retention_days: int = 7
     org_name: str | None = None
@@ -451,6 +452,16 @@ class _Parser:
                 f"QUIET_HOURS_TIMEZONE must be an IANA time zone such as Europe/Berlin, "
                 f"got {_shown(quiet_zone, 60)}.")
         quiet = self.quiet_hours(self.raw("QUIET_HOURS"))
+        # The org's day; by default the quiet hours' zone (whose own problem is listed above).
+        forecast_zone = self.raw("FORECAST_TIMEZONE") or quiet_zone
+        try:
+            if self.raw("FORECAST_TIMEZONE"):
+                ZoneInfo(forecast_zone)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            self.problem(
+                "FORECAST_TIMEZONE",
+                f"FORECAST_TIMEZONE must be an IANA time zone such as America/Chicago, "
+                f"got {_shown(forecast_zone, 60)}.")
 
         email_to = tuple(
             a.strip() for a in (self.raw("ALERT_EMAIL_TO") or "").split(",") if a.strip())
@@ -502,6 +513,7 @@ class _Parser:
             "idle_after_minutes": self.integer("IDLE_AFTER_MINUTES", 60),
             "quiet_hours": quiet,
             "quiet_hours_timezone": quiet_zone,
+            "forecast_timezone": forecast_zone,
             "retention_days": self.integer("RETENTION_DAYS", 90),
             "history_retention_days": self.integer("HISTORY_RETENTION_DAYS", 7),
             "org_name": self.raw("ORG_NAME"),

@@ -18,6 +18,7 @@ TITLES = {
     "monitor_recovered": "License monitor recovered",
     "overage_locked_in": "Overage locked in",
     "channel_rejected": "Alert channel rejects messages",
+    "forecast_breach": "Breach forecast for today",
 }
 # Tone drives colours (Teams) and the email subject tag.
 _TONES = {
@@ -26,6 +27,7 @@ _TONES = {
     "monitor_failing": "bad",
     "overage_locked_in": "warning",
     "channel_rejected": "warning",
+    "forecast_breach": "warning",
 }
 
 
@@ -135,6 +137,9 @@ def _headline(payload: dict[str, Any]) -> str:
     if event == "overage_locked_in" and billing.get("billable_peak") is not None:
         peak = int(billing["billable_peak"])
         return f"billable peak {peak}, {peak - int(capacity or 0)} over the {capacity} purchased"
+    forecast = payload.get("forecast")
+    if event == "forecast_breach" and isinstance(forecast, dict):
+        return f"about {forecast.get('peak')} of {capacity} expected"
     if event == "channel_rejected":
         channel = str(payload.get("channel"))
         return CHANNEL_TITLES.get(channel, channel)

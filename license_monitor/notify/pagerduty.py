@@ -4,7 +4,9 @@ breach / escalation / reminder trigger the episode's key (escalation with a high
 updates the open incident), resolved resolves it; monitor_failing triggers its own key with
 severity error and monitor_recovered resolves it; overage_locked_in triggers the period's key
 with severity info; channel_rejected (another channel refuses our messages) triggers its own key
-with severity warning. The routing key is a secret: it is in the body only, never logged.
+with severity warning; forecast_breach triggers the day's key (forecast-YYYYMMDD) with severity
+warning and is never resolved by the monitor. The routing key is a secret: it is in the body
+only, never logged.
 """
 
 from __future__ import annotations
@@ -23,13 +25,14 @@ from license_monitor.notify.message import compose
 DEFAULT_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 MAX_SUMMARY = 1_024
 RESOLVING = frozenset({"resolved", "monitor_recovered"})
-_SEVERITY = {"monitor_failing": "error", "overage_locked_in": "info", "channel_rejected": "warning"}
+_SEVERITY = {"monitor_failing": "error", "overage_locked_in": "info", "channel_rejected": "warning",
+             "forecast_breach": "warning"}
 DETAIL_KEYS = (
     "message", "level", "previous_level", "concurrent", "capacity", "utilization_percent",
-    "agents", "admins", "window_distinct", "billing", "cause", "alert_id",
+    "agents", "admins", "window_distinct", "billing", "cause", "alert_id", "forecast",
 )
 _COMPONENT = {"monitor_failing": "license-monitor", "overage_locked_in": "billing",
-              "channel_rejected": "license-monitor"}
+              "channel_rejected": "license-monitor", "forecast_breach": "forecast"}
 
 
 def severity_of(payload: Mapping[str, Any]) -> str:

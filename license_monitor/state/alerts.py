@@ -28,6 +28,7 @@ from license_monitor.alerting import (
     Usage,
     decide,
 )
+from license_monitor.forecast import Forecast
 from license_monitor.notify import Notification
 from license_monitor.quiet_hours import QuietWindowLike
 from license_monitor.state.alert_row import STATE_ROW, AlertRow, entity_of, row_of
@@ -162,6 +163,7 @@ class AlertStore:
         check_id: str | None = None,
         quiet_hours: tuple[Sequence[QuietWindowLike], str] = ((), "UTC"),
         trusted_until: datetime | None = None,
+        forecast: Forecast | None = None,
         claimed_at: datetime | None = None,
     ) -> Evaluation:
         """Decide on `outcome`, save the new state and claim what this caller must send.
@@ -173,6 +175,7 @@ class AlertStore:
         `quiet_hours` (windows, zone) do not count towards giving up on a notification.
         Checks this process could not record (note_unrecorded) are counted first; a state
         stamped after `trusted_until` (a clock that ran fast) is repaired (alerting.decide).
+        `forecast` (today's, when there is one) may add forecast_breach, once a day.
         Claims hold their lease from `claimed_at` (the wall time now), when later than `now`.
 
         `check_id` names the check (one per orchestration, kept in its history): the same check
@@ -201,7 +204,7 @@ class AlertStore:
                     return replayed
             previous = row.state
             decision = decide(outcome, previous, policy, now, quiet=quiet, missed=missed,
-                              trusted_until=trusted_until)
+                              trusted_until=trusted_until, forecast=forecast)
             rejections = {channel: dict(record) for channel, record in row.rejections.items()
                           if channel in wanted}  # a channel switched off has nothing to fix
             notices = [] if quiet else rejection_notices(rejections, decision.state, policy, now)

@@ -48,6 +48,7 @@ EXPECTED_COLUMNS = {
     "tile today": ["timestamp", "peak", "now_in_use", "capacity", "warning", "critical"],
     "tile split": ["timestamp", "agents", "admins"],
     "tile naive": ["timestamp", "peak", "window_distinct"],
+    "tile forecast": ["timestamp", "forecast_peak", "peak", "capacity"],
     "tile period": ["billing_period_start", "license_capacity", "billable_peak_so_far",
                     "seconds_over_capacity", "highest_peak", "checks", "checks_over_capacity"],
     "tile period-chart": ["timestamp", "billable_peak", "highest_peak", "capacity"],

@@ -283,6 +283,7 @@ def test_the_workbook_shows_what_people_ask_for() -> None:
         "license.concurrent.peak", "license.concurrent.now", "license.capacity",
         "license.concurrent.peak.agents", "license.concurrent.peak.admins",
         "license.billable_peak", "license.alert.delivered", "license.check.failed",
+        "license.forecast.peak",
     } <= queried
     today = next(q for q in workbook_queries() if "__WARNING_PERCENT__" in q)
     assert "__CRITICAL_PERCENT__" in today

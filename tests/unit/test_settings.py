@@ -397,6 +397,16 @@ def test_long_values_are_shortened_in_messages(overrides: dict[str, str]) -> Non
     assert "\u2026" in line
 
 
+def test_the_forecast_day_is_the_quiet_hours_zone_unless_set() -> None:
+    base = {"GENESYS_CLIENT_ID": "id", "GENESYS_CLIENT_SECRET": "secret",
+            "LICENSE_CAPACITY": "500", "QUIET_HOURS_TIMEZONE": "Europe/Berlin"}
+    assert Settings.from_env(base).forecast_timezone == "Europe/Berlin"
+    chosen = Settings.from_env({**base, "FORECAST_TIMEZONE": "America/Chicago"})
+    assert chosen.forecast_timezone == "America/Chicago"
+    with pytest.raises(ConfigError, match="FORECAST_TIMEZONE must be an IANA time zone"):
+        Settings.from_env({**base, "FORECAST_TIMEZONE": "Mars/Olympus"})
+
+
 @pytest.mark.parametrize("schedule", [
     "0 */5 * * * 1-5", "0 0 9 * * Mon", "0 */5 * */2 * *", "0 0 0 1 * *", "0 0 0 * 1-6 *"])
 def test_a_schedule_that_skips_days_is_refused_with_one_sentence(schedule: str) -> None:
