@@ -161,8 +161,16 @@ def as_segments(logins: dict[str, list[tuple[int, int]]]) -> list[PresenceSegmen
 
 
 def clipped(raw: dict[str, list[tuple[int, int]]]) -> dict[str, list[tuple[int, int]]]:
-    return {user: [(a, min(a + length, SPAN_SLICES)) for a, length in spans]
-            for user, spans in raw.items()}
+    """Each user's spans as Genesys reports primary presence: one after another, never two
+    records of one user at the same instant (a later overlapping span is dropped)."""
+    result: dict[str, list[tuple[int, int]]] = {}
+    for user, spans in raw.items():
+        kept: list[tuple[int, int]] = []
+        for a, length in sorted(spans):
+            if not kept or a >= kept[-1][1]:
+                kept.append((a, min(a + length, SPAN_SLICES)))
+        result[user] = kept
+    return result
 
 
 @settings(max_examples=150, deadline=None)
