@@ -753,3 +753,71 @@ def test_an_escalation_held_and_no_longer_true_does_not_swallow_a_later_one() ->
     again = decide(usage(490), back.state, POLICY, NOW + timedelta(minutes=15))
     assert again.level == "critical"
     assert names(again) == ["escalation"]
+
+
+# ---- gaps found by mutation testing (scripts/mutation) ----------------------------------------
+
+def test_an_episode_escalates_once_even_when_it_dips_back_to_warning() -> None:
+    steps = [461, 480, 440, 480]  # warning, critical, 88 % (warning, held), critical again
+    state, sent = AlertState(), []
+    for minute, concurrent in enumerate(steps):
+        decision = decide(usage(concurrent), state, POLICY, NOW + timedelta(minutes=5 * minute))
+        sent.append(names(decision))
+        state = decision.state
+    assert sent == [["breach"], ["escalation"], [], []]
+    assert state.level == "critical"
+    assert state.escalated
+
+
+def test_four_missed_checks_still_announce_the_failing_monitor() -> None:
+    down = "Table Storage at 127.0.0.1:10002 could not be reached while saving the alert state"
+    state = decide(usage(300), AlertState(), POLICY, NOW).state
+    missed = [(NOW + timedelta(minutes=5 * n), CheckFailure(down)) for n in (1, 2, 3, 4)]
+
+    back = decide(CheckFailure(down), state, POLICY, NOW + timedelta(minutes=25), missed=missed)
+
+    assert names(back) == ["monitor_failing"]
+    assert back.events[0].occurred_at == NOW + timedelta(minutes=15)  # the third failure
+    assert back.state.consecutive_failures == 5
+    assert back.state.failing_notified
+
+
+def test_missed_checks_at_or_before_the_last_decided_one_are_not_counted() -> None:
+    down = "Table Storage at 127.0.0.1:10002 could not be reached while saving the alert state"
+    policy = Policy(capacity=500, failure_alert_after=2)
+    state = decide(usage(300), AlertState(), policy, NOW).state
+    missed = [(NOW, CheckFailure(down)), (NOW - timedelta(minutes=5), CheckFailure(down)),
+              (NOW + timedelta(minutes=10), CheckFailure(down))]  # the last one is "now"
+
+    back = decide(usage(300), state, policy, NOW + timedelta(minutes=10), missed=missed)
+
+    assert names(back) == []
+    assert back.state.consecutive_failures == 0
+    assert back.state.last_checked_at == NOW + timedelta(minutes=10)
+
+
+def test_a_breach_released_after_quiet_hours_restarts_the_reminder_clock() -> None:
+    policy = Policy(capacity=500, remind_every_minutes=10)
+    decisions = run_quietly([(461, True), (461, True), (461, True), (461, False),
+                             (461, False), (461, False)], policy)
+    # Breach released at +15 min; the next reminder is 10 minutes after it, not after the
+    # (held) breach's own time.
+    assert [names(d) for d in decisions] == [[], [], [], ["breach"], [], ["reminder"]]
+    assert decisions[3].state.last_notified_at == NOW + timedelta(minutes=15)
+
+
+def test_a_warning_breach_released_after_quiet_hours_can_still_escalate() -> None:
+    decisions = run_quietly([(480, True), (440, True), (440, False), (480, False)])
+    # Held breach critical, released as warning: critical later is news.
+    assert [names(d) for d in decisions] == [[], [], ["breach"], ["escalation"]]
+    assert decisions[2].events[0].level == "warning"
+    assert not decisions[2].state.escalated
+    assert decisions[3].state.escalated
+
+
+def test_an_escalation_released_after_quiet_hours_restarts_the_reminder_clock() -> None:
+    policy = Policy(capacity=500, remind_every_minutes=10)
+    decisions = run_quietly([(461, False), (480, True), (480, False), (480, False),
+                             (480, False)], policy)
+    assert [names(d) for d in decisions] == [["breach"], [], ["escalation"], [], ["reminder"]]
+    assert decisions[2].state.last_notified_at == NOW + timedelta(minutes=10)
