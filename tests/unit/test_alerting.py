@@ -11,8 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from license_monitor.alerting import (
+    MAX_REASON_CHARS,
     AlertEvent,
     AlertState,
+    Billing,
     CheckFailure,
     Decision,
     Level,
@@ -22,6 +24,7 @@ from license_monitor.alerting import (
     describe_cause,
     failure_cause,
     level_for,
+    one_line,
 )
 from license_monitor.quiet_hours import is_quiet
 from license_monitor.settings import QuietWindow
@@ -821,3 +824,205 @@ def test_an_escalation_released_after_quiet_hours_restarts_the_reminder_clock() 
                              (480, False)], policy)
     assert [names(d) for d in decisions] == [["breach"], [], ["escalation"], [], ["reminder"]]
     assert decisions[2].state.last_notified_at == NOW + timedelta(minutes=10)
+
+
+def test_every_problem_of_a_policy_is_named_in_one_error() -> None:
+    with pytest.raises(ValueError, match="invalid alert policy") as raised:
+        Policy(capacity=0, warning_percent=96.5, critical_percent=95, clear_margin_percent=97,
+               failure_alert_after=0, remind_every_minutes=-1)
+    assert str(raised.value) == (
+        "invalid alert policy: the capacity must be a positive number of licenses: 0; "
+        "the warning percent must be above 0 and at most the critical percent "
+        "(got warning 96.5, critical 95); "
+        "the clear margin must be at least 0 and below the warning percent (got 97); "
+        "failure_alert_after must be 1 or more: 0; "
+        "remind_every_minutes cannot be negative: -1")
+
+
+def test_the_smallest_valid_policy_is_accepted() -> None:
+    policy = Policy(capacity=1, warning_percent=95, critical_percent=95, clear_margin_percent=0,
+                    failure_alert_after=1, remind_every_minutes=0)
+    assert (policy.threshold("ok"), policy.threshold("warning"),
+            policy.threshold("critical")) == (0.0, 95, 95)
+    assert policy.utilization_percent(3) == 300.0
+
+
+def test_thresholds_and_utilization_of_a_policy() -> None:
+    policy = Policy(capacity=400, warning_percent=80, critical_percent=92.5)
+    assert policy.threshold("warning") == 80
+    assert policy.threshold("critical") == 92.5
+    assert policy.utilization_percent(1) == 0.25
+
+
+def test_a_state_written_before_a_field_existed_reads_with_its_defaults() -> None:
+    assert AlertState.from_dict({}) == AlertState()
+    minimal_usage = {"concurrent": 5, "agents": 4, "admins": 1, "window_distinct": 7}
+    state = AlertState.from_dict({"level": "warning", "last_usage": minimal_usage,
+                                  "overage_peak": "12", "consecutive_failures": "2"})
+    assert state.level == "warning"
+    assert state.last_usage == Usage(concurrent=5, agents=4, admins=1, window_distinct=7)
+    assert state.last_usage.billing is None
+    assert (state.overage_peak, state.consecutive_failures) == (12, 2)
+
+
+def test_a_stored_state_with_an_unknown_level_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown alert level 'amber' in stored state"):
+        AlertState.from_dict({"level": "amber"})
+    with pytest.raises(ValueError, match="unknown check level 'amber'"):
+        Decision.from_dict({"level": "amber", "state": {}, "events": []})
+    decision = Decision.from_dict({"level": "unknown", "state": {}, "events": []})
+    assert (decision.level, decision.state, decision.events) == ("unknown", AlertState(), ())
+
+
+def test_every_figure_of_a_state_survives_json() -> None:
+    full = Usage(concurrent=520, agents=500, admins=20, window_distinct=530, billable_peak=507,
+                 period_start="2026-11-01", minutes_over_capacity=41, billable_peak_upper=509,
+                 seconds_over_capacity=2_470, pool="all_users")
+    state = AlertState(
+        level="critical", episode_id="breach-20261126T110000Z", episode_started_at=EPISODE_START,
+        escalated=True, last_notified_at=NOW, consecutive_failures=2, failing_notified=True,
+        last_error="x", last_usage=full, failing_since=EPISODE_START, last_checked_at=NOW,
+        overage_period="2026-11-01", overage_peak=507)
+    data = json.loads(json.dumps(state.to_dict()))
+    assert data["last_usage"]["pool"] == "all_users"
+    assert data["last_checked_at"] == "2026-11-26T12:00:00.000Z"
+    assert AlertState.from_dict(data) == state
+    assert Usage.from_dict(full.to_dict()) == full
+    assert full.billing is not None
+    assert full.billing.to_dict() == {
+        "period_start": "2026-11-01", "billable_peak": 507, "billable_peak_upper": 509,
+        "seconds_over_capacity": 2_470, "minutes_over_capacity": 41}
+
+
+def test_usage_without_a_pool_counts_licenses() -> None:
+    data = {"concurrent": 5, "agents": 4, "admins": 1, "window_distinct": 7, "pool": None,
+            "billable_peak": None, "period_start": "2026-11-01"}
+    usage_read = Usage.from_dict(data)
+    assert usage_read.pool == "licenses"
+    assert usage_read.period_start == "2026-11-01"
+    assert usage_read.billing is None  # no billable peak yet
+
+
+def test_notification_keys_tell_reminders_and_overage_peaks_apart() -> None:
+    base = decide(usage(461), AlertState(), POLICY, NOW).events[0]
+    reminder = replace(base, event="reminder")
+    overage = replace(base, event="overage_locked_in", alert_id="overage-20261101")
+    assert base.key == "breach-20261126T120000Z:breach"
+    assert reminder.key == "breach-20261126T120000Z:reminder-20261126T120000Z"
+    assert overage.key == "overage-20261101:overage-400"
+    assert replace(overage, billing=None).key == "overage-20261101:overage_locked_in"
+
+
+def test_a_failure_alert_payload_has_no_usage_figures() -> None:
+    policy = Policy(capacity=500, failure_alert_after=1)
+    [event] = decide(CheckFailure("Genesys Cloud was unavailable (HTTP 503)"), AlertState(),
+                     policy, NOW).events
+    payload = event.to_payload()
+    assert {key: payload[key] for key in ("concurrent", "agents", "admins", "window_distinct",
+                                          "pool", "billable_peak", "billing",
+                                          "utilization_percent")} == dict.fromkeys(
+        ("concurrent", "agents", "admins", "window_distinct", "pool", "billable_peak", "billing",
+         "utilization_percent"))
+    assert (payload["level"], payload["previous_level"], payload["cause"]) == (
+        "unknown", "ok", "platform_unavailable")
+    assert payload["alert_id"] == "failing-20261126T120000Z"
+    assert AlertEvent.from_payload(payload) == event
+
+
+def test_a_payload_without_billing_keeps_the_usage_billable_peak() -> None:
+    event = decide(usage(461), AlertState(), POLICY, NOW).events[0]
+    bare = replace(event, billing=None)
+    payload = bare.to_payload()
+    assert (payload["billable_peak"], payload["billing"]) == (400, None)
+    back = AlertEvent.from_payload(payload)
+    assert back.usage is not None
+    assert (back.usage.billable_peak, back.usage.period_start) == (400, None)
+
+
+def test_billing_figures_survive_json_with_and_without_the_optional_ones() -> None:
+    full = Billing("2026-11-01", 507, minutes_over_capacity=41, billable_peak_upper=509,
+                   seconds_over_capacity=2_470)
+    assert Billing.from_dict(json.loads(json.dumps(full.to_dict()))) == full
+    assert Billing.from_dict({"period_start": "2026-11-01", "billable_peak": "507"}) == Billing(
+        "2026-11-01", 507)
+    event = replace(decide(usage(520), AlertState(), POLICY, NOW).events[0], billing=full)
+    back = AlertEvent.from_payload(json.loads(json.dumps(event.to_payload())))
+    assert back.billing == full
+    assert back.usage is not None
+    assert (back.usage.billable_peak_upper, back.usage.seconds_over_capacity,
+            back.usage.minutes_over_capacity) == (509, 2_470, 41)
+
+
+STORAGE_DOWN = ("Table Storage at 127.0.0.1:10002 could not be reached while saving the alert "
+                "state (ServiceRequestError)")
+
+
+@pytest.mark.parametrize(
+    ("reason", "cause"),
+    [
+        pytest.param("this machine's clock is 75 s ahead of Table Storage's "
+                     "(2026-11-26T12:00:00Z); fix its time synchronisation", "clock_skew",
+                     id="clock"),
+        pytest.param("This machine's clock is right", "check_failed", id="clock-not-ahead"),
+        pytest.param("The check is ahead of schedule", "check_failed", id="ahead-not-clock"),
+        pytest.param(STORAGE_DOWN, "storage_unavailable", id="storage"),
+        pytest.param("the OAuth client is missing the permission users:view",
+                     "permission_missing", id="missing"),
+        pytest.param("the OAuth client lacks a permission", "permission_missing", id="lacks"),
+        pytest.param("a permission was granted", "check_failed", id="permission-only"),
+        pytest.param("Genesys Cloud rejected the client credentials at login.mypurecloud.com",
+                     "bad_credentials", id="rejected-client"),
+        pytest.param("Genesys Cloud refused the token request at login.mypurecloud.com",
+                     "bad_credentials", id="token-refused"),
+        pytest.param("Genesys Cloud rejected a freshly issued access token", "bad_credentials",
+                     id="fresh-token"),
+        pytest.param("error invalid_client", "bad_credentials", id="invalid-client"),
+        pytest.param("Genesys Cloud was unavailable (connection failed) for GET /api/v2/users",
+                     "platform_unavailable", id="unavailable"),
+        pytest.param("Genesys Cloud kept rate-limiting GET /api/v2/users", "platform_unavailable",
+                     id="rate-limited"),
+        pytest.param("login.mypurecloud.com could not be reached (ConnectionError)",
+                     "platform_unavailable", id="unreachable"),
+        pytest.param("GET /api/v2/users timed out", "platform_unavailable", id="timed-out"),
+        pytest.param("the check passed its 240 s deadline while signing in (Genesys Cloud)",
+                     "platform_unavailable", id="deadline-sign-in"),
+        pytest.param("the check passed its 240 s deadline while measuring usage (Genesys Cloud)",
+                     "platform_unavailable", id="deadline-measuring"),
+        pytest.param("the check passed its 240 s deadline while recording (Table Storage)",
+                     "storage_unavailable", id="deadline-storage"),
+        pytest.param("Genesys Cloud answered HTTP 502", "platform_unavailable", id="http-5xx"),
+        pytest.param("Genesys Cloud answered HTTP 404", "check_failed", id="http-4xx"),
+        pytest.param("Genesys Cloud answered XHTTP 5020", "check_failed", id="not-a-status"),
+    ],
+)
+def test_every_wording_of_a_failure_has_its_cause(reason: str, cause: str) -> None:
+    assert failure_cause(reason) == cause
+    assert failure_cause(reason.upper()) == cause  # the wording, whatever its case
+
+
+def test_a_long_multi_line_reason_is_one_line_of_at_most_500_characters() -> None:
+    reason = "first line\n  second\tline " + "x" * 600
+    line = one_line(reason)
+    assert len(line) == MAX_REASON_CHARS
+    assert line.startswith("first line second line xxx")
+    assert line.endswith("x...")
+    exact = "y" * MAX_REASON_CHARS
+    assert one_line(exact) == exact
+    # Cut just after a space: the space is not kept before the ellipsis.
+    assert one_line("x" * 496 + " tail of the reason") == "x" * 496 + "..."
+
+
+def test_a_warning_threshold_under_one_percent_is_allowed_and_an_empty_state_stores() -> None:
+    assert Policy(capacity=10_000, warning_percent=0.5, critical_percent=0.8,
+                  clear_margin_percent=0.1).threshold(
+        "warning") == 0.5
+    data = AlertState().to_dict()
+    assert (data["last_usage"], data["held"], data["level"]) == (None, [], "ok")
+    assert AlertState.from_dict(json.loads(json.dumps(data))) == AlertState()
+
+
+def test_a_failure_alert_payload_names_the_last_billable_peak() -> None:
+    policy = Policy(capacity=500, failure_alert_after=1)
+    state = decide(usage(300, billable_peak=290), AlertState(), policy, NOW).state
+    [event] = decide(CheckFailure("x"), state, policy, NOW + timedelta(minutes=5)).events
+    assert event.to_payload()["billable_peak"] == 290

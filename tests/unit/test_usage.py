@@ -403,3 +403,25 @@ def test_other_time_zones_measure_the_same_instants() -> None:
         assert summary(elsewhere) == summary(in_utc)
         assert [profile.encode() for profile in elsewhere.minutes.values()] == [
             profile.encode() for profile in in_utc.minutes.values()]
+
+
+def test_a_change_between_milliseconds_is_counted_in_whole_milliseconds() -> None:
+    minute = datetime(2026, 11, 26, 12, 1, tzinfo=UTC)
+    login = minute + timedelta(microseconds=1_500_500)  # 1.5005 s into the minute
+    result = measure_concurrency([PresenceSegment("a", login, None, "BUSY")],
+                                 minute - timedelta(minutes=1), minute + timedelta(minutes=1))
+    profile = result.minutes[minute]
+    assert profile == MinuteProfile({0: 1_500, 1: 58_500})
+    assert profile.encode() == "0:1500,1:58500"
+    assert MinuteProfile.decode(profile.encode()) == profile
+
+
+def test_a_level_held_twice_in_one_minute_adds_up() -> None:
+    minute = datetime(2026, 11, 26, 12, 1, tzinfo=UTC)
+    second = timedelta(seconds=1)
+    segments = [PresenceSegment("a", minute + second, minute + 2 * second, "BUSY"),
+                PresenceSegment("a", minute + 3 * second, minute + 5 * second, "BUSY"),
+                PresenceSegment("b", minute + 4 * second, minute + 6 * second, "BUSY")]
+    result = measure_concurrency(segments, minute, minute + timedelta(minutes=1))
+    # 0 for 1 s, 1 for 1 s, 0 for 1 s, 1 for 1 s, 2 for 1 s, 1 for 1 s, then 0 for 54 s.
+    assert result.minutes[minute] == MinuteProfile({0: 56_000, 1: 3_000, 2: 1_000})
