@@ -1026,3 +1026,177 @@ def test_a_failure_alert_payload_names_the_last_billable_peak() -> None:
     state = decide(usage(300, billable_peak=290), AlertState(), policy, NOW).state
     [event] = decide(CheckFailure("x"), state, policy, NOW + timedelta(minutes=5)).events
     assert event.to_payload()["billable_peak"] == 290
+
+
+def run_steps(steps: list[tuple[Usage | None, bool]], policy: Policy = POLICY) -> list[Decision]:
+    """Like run_quietly, with whole Usage figures (None = a failed check)."""
+    state, decisions = AlertState(), []
+    for index, (figures, quiet) in enumerate(steps):
+        outcome: Usage | CheckFailure = (
+            CheckFailure("Genesys Cloud was unavailable (HTTP 503)") if figures is None
+            else figures)
+        decision = decide(outcome, state, policy, NOW + timedelta(minutes=5 * index),
+                          quiet=quiet)
+        decisions.append(decision)
+        state = decision.state
+    return decisions
+
+
+def test_a_failure_announced_in_quiet_hours_and_recovered_at_their_end_pages_nobody() -> None:
+    policy = Policy(capacity=500, failure_alert_after=2)
+    decisions = run_quietly([(None, True), (None, True), (300, False)], policy)
+    assert [names(d) for d in decisions] == [[], [], []]
+    inside = run_quietly([(None, True), (None, True), (300, True)], policy)
+    assert inside[2].state.held == ()  # failing and recovered inside the window: nothing kept
+
+
+def test_a_failure_announced_before_quiet_hours_gets_its_recovery_after() -> None:
+    policy = Policy(capacity=500, failure_alert_after=2)
+    decisions = run_quietly([(None, False), (None, False), (300, True), (300, False)], policy)
+    assert [names(d) for d in decisions] == [[], ["monitor_failing"], [], ["monitor_recovered"]]
+    failing, recovered = decisions[1].events[0], decisions[3].events[0]
+    assert recovered.alert_id == failing.alert_id
+    assert recovered.occurred_at == NOW + timedelta(minutes=10)  # when it recovered
+
+
+def test_a_reminder_released_after_quiet_hours_carries_the_current_figures() -> None:
+    policy = Policy(capacity=500, remind_every_minutes=5)
+    decisions = run_quietly([(461, False), (461, True), (465, False)], policy)
+    [reminder] = decisions[2].events
+    assert (reminder.event, reminder.level, reminder.previous_level) == (
+        "reminder", "warning", "warning")
+    assert (reminder.usage, reminder.billing) == (usage(465), usage(465).billing)
+    assert reminder.occurred_at == NOW + timedelta(minutes=10)
+    assert reminder.utilization_percent == 93.0
+    assert reminder.message == ("465 of 500 concurrent licenses in use (93.0%), warning "
+                                "threshold 90%; breached since 12:00 UTC")
+    assert decisions[2].state.last_notified_at == NOW + timedelta(minutes=10)
+
+
+def test_an_escalation_released_after_quiet_hours_carries_the_current_figures() -> None:
+    decisions = run_quietly([(461, False), (480, True), (485, False)])
+    [escalation] = decisions[2].events
+    assert (escalation.event, escalation.level, escalation.previous_level) == (
+        "escalation", "critical", "warning")
+    assert escalation.usage == usage(485)
+    assert escalation.occurred_at == NOW + timedelta(minutes=10)
+    assert escalation.message == ("485 of 500 concurrent licenses in use (97.0%), critical "
+                                  "threshold 95%; breached since 12:00 UTC")
+
+
+def test_a_breach_released_after_quiet_hours_says_it_comes_from_ok() -> None:
+    decisions = run_quietly([(461, True), (465, False)])
+    [breach] = decisions[1].events
+    assert (breach.previous_level, breach.level, breach.occurred_at) == (
+        "ok", "warning", NOW + timedelta(minutes=5))
+    assert breach.utilization_percent == 93.0
+
+
+def test_an_escalation_released_still_critical_is_not_sent_again_after_a_dip() -> None:
+    decisions = run_quietly([(461, False), (480, True), (480, False), (440, False), (480, False)])
+    assert [names(d) for d in decisions] == [["breach"], [], ["escalation"], [], []]
+    assert decisions[4].state.escalated is True
+
+
+def test_a_critical_breach_released_is_not_escalated_after_a_dip() -> None:
+    decisions = run_quietly([(480, True), (480, False), (440, False), (480, False)])
+    assert [names(d) for d in decisions] == [[], ["breach"], [], []]
+
+
+def test_an_overage_held_in_quiet_hours_keeps_the_episode_escalated() -> None:
+    decisions = run_steps([(usage(461), False), (usage(480), False),
+                           (usage(440, billable_peak=505), True),
+                           (usage(440, billable_peak=505), False),
+                           (usage(480, billable_peak=505), False)])
+    assert [names(d) for d in decisions] == [
+        ["breach"], ["escalation"], [], ["overage_locked_in"], []]
+
+
+def test_a_held_dropped_escalation_leaves_the_episode_not_escalated() -> None:
+    state = decide(usage(460), AlertState(), POLICY, NOW).state
+    state = decide(usage(490), state, POLICY, NOW + timedelta(minutes=5), quiet=True).state
+    back = decide(usage(430), state, POLICY, NOW + timedelta(minutes=10))
+    assert back.state.escalated is False
+
+
+def test_held_events_are_released_in_the_order_they_last_happened() -> None:
+    decisions = run_steps([(usage(400, billable_peak=505), True),
+                           (usage(461, billable_peak=505), True),
+                           (usage(461, billable_peak=508), True),
+                           (usage(461, billable_peak=508), False)])
+    assert names(decisions[3]) == ["breach", "overage_locked_in"]
+    assert decisions[3].events[1].billing is not None
+    assert decisions[3].events[1].billing.billable_peak == 508
+
+
+def test_an_event_of_the_check_that_ends_quiet_hours_is_sent_as_decided() -> None:
+    decisions = run_steps([(usage(300, billable_peak=505), True), (usage(461), False)])
+    assert names(decisions[1]) == ["overage_locked_in", "breach"]
+    breach = decisions[1].events[1]
+    assert breach.message == "461 of 500 concurrent licenses in use (92.2%), warning threshold 90%"
+
+
+def test_a_resolved_episode_leaves_nothing_of_itself_in_the_state() -> None:
+    escalated = decide(usage(480), breached("warning"), POLICY, NOW).state
+    resolved = decide(usage(300), escalated, POLICY, NOW + timedelta(minutes=5)).state
+    assert (resolved.episode_id, resolved.episode_started_at, resolved.escalated) == (
+        None, None, False)
+    assert resolved.last_notified_at == NOW + timedelta(minutes=5)
+
+
+def test_an_episode_without_an_id_takes_it_from_its_start() -> None:
+    previous = AlertState(level="warning", episode_started_at=EPISODE_START)
+    decision = decide(usage(461), previous, POLICY, NOW)
+    assert decision.state.episode_id == "breach-20261126T110000Z"
+    resolved = decide(usage(300), previous, POLICY, NOW)
+    assert resolved.events[0].alert_id == "breach-20261126T110000Z"
+
+
+def test_an_escalation_restarts_the_reminder_clock() -> None:
+    policy = Policy(capacity=500, remind_every_minutes=10)
+    escalation = decide(usage(480), breached("warning"), policy, NOW)
+    assert names(escalation) == ["escalation"]
+    assert escalation.state.last_notified_at == NOW
+    assert names(decide(usage(480), escalation.state, policy, NOW + timedelta(minutes=5))) == []
+
+
+def test_a_reminder_says_since_when_the_episode_is_breached() -> None:
+    policy = Policy(capacity=500, remind_every_minutes=60)
+    previous = replace(breached("critical", escalated=True),
+                       episode_started_at=datetime(2026, 11, 25, 23, 0, tzinfo=UTC))
+    [reminder] = decide(usage(480), previous, policy, NOW).events
+    assert (reminder.event, reminder.previous_level) == ("reminder", "critical")
+    assert reminder.message == ("480 of 500 concurrent licenses in use (96.0%), critical "
+                                "threshold 95%; breached since 25 Nov 23:00 UTC")
+
+
+def test_reminders_every_minute_are_allowed() -> None:
+    policy = Policy(capacity=500, remind_every_minutes=1)
+    previous = breached("warning", notified=NOW - timedelta(minutes=1))
+    assert names(decide(usage(461), previous, policy, NOW)) == ["reminder"]
+
+
+@pytest.mark.parametrize(
+    ("figures", "ending"),
+    [
+        pytest.param({"seconds_over_capacity": 2_470, "minutes_over_capacity": 41},
+                     "purchased; 41 minutes (2470 s) over capacity so far", id="seconds"),
+        pytest.param({"seconds_over_capacity": None, "minutes_over_capacity": None},
+                     "purchased", id="no-duration"),
+        pytest.param({"seconds_over_capacity": 119, "billable_peak_upper": 509},
+                     "purchased; 1 minutes (119 s) over capacity so far; by whole minutes it "
+                     "could read up to 509", id="upper"),
+        pytest.param({"seconds_over_capacity": 60, "billable_peak_upper": 507},
+                     "purchased; 1 minutes (60 s) over capacity so far", id="upper-same"),
+    ],
+)
+def test_overage_message_endings(figures: dict[str, int | None], ending: str) -> None:
+    figures_usage = replace(usage(400, billable_peak=507), **figures)  # type: ignore[arg-type]
+    [overage] = decide(figures_usage, AlertState(), POLICY, NOW).events
+    assert overage.message == ("Billable peak of the period from 2026-11-01 is 507 concurrent "
+                               "licenses, 7 over the 500 " + ending)
+
+
+def test_no_overage_without_a_billing_period() -> None:
+    no_period = replace(usage(400, billable_peak=507), period_start=None)
+    assert names(decide(no_period, AlertState(), POLICY, NOW)) == []
