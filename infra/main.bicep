@@ -1,8 +1,10 @@
 // Concurrent License Monitor for Genesys Cloud: everything `azd up` creates.
-// One resource group with a Flex Consumption Function App (Python 3.11), its user-assigned
+// One resource group with a Flex Consumption Function App (Python 3.13), its user-assigned
 // managed identity and roles, storage without shared keys, Key Vault for the secrets,
 // Log Analytics + Application Insights (Entra ID only), the workbook and the alert rules.
-// Each setting parameter below is the app setting of the same name in the README "Settings".
+// Each setting parameter below is the app setting of the same name in the README "Settings";
+// the bounds of an integer setting are the app's own (license_monitor/settings.py,
+// INTEGER_RANGES; tests/unit/test_infra_settings.py compares them). See docs/deploy.md.
 
 targetScope = 'subscription'
 
@@ -11,8 +13,44 @@ targetScope = 'subscription'
 @description('azd environment name; names the resource group and seeds the resource names.')
 param environmentName string
 
+// The regions with Flex Consumption, as in Microsoft's Flex Consumption azd template
+// (Azure-Samples/functions-quickstart-python-http-azd, infra/main.bicep) without its canary
+// region; `az functionapp list-flexconsumption-locations` lists the current ones.
 @minLength(1)
 @description('Azure region with Flex Consumption (az functionapp list-flexconsumption-locations).')
+@allowed([
+  'australiaeast'
+  'australiasoutheast'
+  'brazilsouth'
+  'canadacentral'
+  'centralindia'
+  'centralus'
+  'eastasia'
+  'eastus'
+  'eastus2'
+  'francecentral'
+  'germanywestcentral'
+  'italynorth'
+  'japaneast'
+  'koreacentral'
+  'northcentralus'
+  'northeurope'
+  'norwayeast'
+  'southafricanorth'
+  'southcentralus'
+  'southeastasia'
+  'southindia'
+  'spaincentral'
+  'swedencentral'
+  'uaenorth'
+  'uksouth'
+  'ukwest'
+  'westcentralus'
+  'westeurope'
+  'westus'
+  'westus2'
+  'westus3'
+])
 @metadata({
   azd: {
     type: 'location'
@@ -33,6 +71,7 @@ param genesysClientSecret string
 param genesysRegion string = 'mypurecloud.com'
 
 @minValue(1)
+@maxValue(1000000)
 @description('LICENSE_CAPACITY: concurrent licenses purchased.')
 param licenseCapacity int
 
@@ -71,15 +110,18 @@ param concurrentLicensePattern string = ''
 @description('CONCURRENT_POOL: count concurrent-tier license holders (licenses) or every active user (all_users).')
 param concurrentPool string = 'licenses'
 
-@minValue(1)
+@minValue(10)
+@maxValue(600)
 @description('CHECK_TIMEOUT_SECONDS: deadline of one check.')
 param checkTimeoutSeconds int = 120
 
 @minValue(0)
+@maxValue(1440)
 @description('ROSTER_TTL_MINUTES.')
 param rosterTtlMinutes int = 60
 
-@minValue(1)
+@minValue(10)
+@maxValue(10000)
 @description('REQUEST_BUDGET_PER_MINUTE: client-side cap on Genesys requests.')
 param requestBudgetPerMinute int = 300
 
@@ -87,8 +129,8 @@ param requestBudgetPerMinute int = 300
 param stateTable string = 'licensemonitor'
 
 @minValue(0)
-@maxValue(600)
-@description('MANUAL_CHECK_WAIT_SECONDS.')
+@maxValue(200)
+@description('MANUAL_CHECK_WAIT_SECONDS (Azure ends an HTTP request at 230 s).')
 param manualCheckWaitSeconds int = 30
 
 @minValue(1)
@@ -97,10 +139,12 @@ param manualCheckWaitSeconds int = 30
 param billingAnchorDay int = 1
 
 @minValue(1)
+@maxValue(100)
 @description('FAILURE_ALERT_AFTER: failed checks in a row before monitor_failing.')
 param failureAlertAfter int = 3
 
 @minValue(0)
+@maxValue(10080)
 @description('REMIND_EVERY_MINUTES: reminder interval while breached (0 = off).')
 param remindEveryMinutes int = 0
 
@@ -111,10 +155,12 @@ param quietHours string = ''
 param quietHoursTimezone string = 'UTC'
 
 @minValue(1)
+@maxValue(3650)
 @description('RETENTION_DAYS: usage rows.')
 param retentionDays int = 90
 
 @minValue(1)
+@maxValue(365)
 @description('HISTORY_RETENTION_DAYS: finished orchestration history.')
 param historyRetentionDays int = 7
 
@@ -182,6 +228,17 @@ param utilizationAlertPercent int = 95
 ])
 @description('Flex Consumption instance memory (MB).')
 param instanceMemoryMB int = 2048
+
+// Microsoft's guidance for Durable Functions on Flex Consumption: one always-ready instance
+// for the `durable` group. It costs a baseline around the clock (docs/deploy.md "Cost"); 0
+// saves it, and then the orchestration waits for a cold start (the manual check more often
+// answers 202 before its result).
+@allowed([
+  0
+  1
+])
+@description('Always-ready instances for the durable group (orchestrator and activities).')
+param durableAlwaysReadyInstances int = 1
 
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = {
@@ -301,6 +358,7 @@ module functionApp 'app/function.bicep' = {
     applicationInsightsConnectionString: monitoring.outputs.connectionString
     keyVaultUri: keyVault.outputs.vaultUri
     instanceMemoryMB: instanceMemoryMB
+    durableAlwaysReadyInstances: durableAlwaysReadyInstances
     monitorSettings: monitorSettings
     secretsPresent: {
       alertWebhookUrl: !empty(alertWebhookUrl)

@@ -10,8 +10,8 @@ and released when the window ends only while they still matter (see `_release`).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal, cast
 
@@ -57,6 +57,18 @@ def _optional_time(text: Any) -> datetime | None:
 
 def _optional_format(moment: datetime | None) -> str | None:
     return None if moment is None else format_check_time(moment)
+
+
+OVERAGE_PERIODS_KEPT = 3  # periods whose announced overage the state remembers
+
+
+def _announced(data: Mapping[str, Any]) -> tuple[tuple[str, int], ...]:
+    """The announced overage peaks per period as stored (older states: only the last one)."""
+    stored = data.get("overage_announced")
+    if stored:
+        return tuple((str(period), int(peak)) for period, peak in stored)
+    period, peak = data.get("overage_period"), _optional_int(data.get("overage_peak"))
+    return () if period is None or peak is None else ((str(period), peak),)
 
 
 def _optional_int(value: Any) -> int | None:
@@ -157,6 +169,10 @@ class Usage:
     billable_peak_upper: int | None = None
     seconds_over_capacity: int | None = None
     pool: str = POOL_FROM_LICENSES
+    idle: str | None = None  # one sentence on idle license holders (idle.py), for breaches
+    # Earlier billing periods whose minutes the check may have recorded (the previous period's
+    # last minutes, measured after its end): their overage is decided too. Not serialised.
+    earlier: tuple[Billing, ...] = field(default=(), compare=False)
 
     @property
     def billing(self) -> Billing | None:
@@ -179,6 +195,7 @@ class Usage:
             "billable_peak_upper": self.billable_peak_upper,
             "seconds_over_capacity": self.seconds_over_capacity,
             "pool": self.pool,
+            "idle": self.idle,
         }
 
     @classmethod
@@ -196,6 +213,7 @@ class Usage:
             billable_peak_upper=_optional_int(data.get("billable_peak_upper")),
             seconds_over_capacity=_optional_int(data.get("seconds_over_capacity")),
             pool=str(data.get("pool") or POOL_FROM_LICENSES),
+            idle=None if data.get("idle") is None else str(data["idle"]),
         )
 
 
@@ -346,11 +364,23 @@ class AlertState:
     # The newest check decided: an older or repeated one (a retried activity, a slow manual
     # check finishing after the timer's) changes nothing.
     last_checked_at: datetime | None = None
-    # The billable peak already announced by overage_locked_in, and its period.
+    # The billable peak last announced by overage_locked_in, and its period.
     overage_period: str | None = None
     overage_peak: int | None = None
+    # The highest billable peak announced per billing period (the newest few periods).
+    overage_announced: tuple[tuple[str, int], ...] = ()
     # Events decided during quiet hours, not yet sent (see _release).
     held: tuple[AlertEvent, ...] = ()
+
+    @property
+    def announced_overages(self) -> dict[str, int]:
+        """The highest billable peak announced per period (the last one too, as older
+        versions stored only that)."""
+        announced = dict(self.overage_announced)
+        if self.overage_period is not None and self.overage_peak is not None:
+            announced[self.overage_period] = max(
+                self.overage_peak, announced.get(self.overage_period, self.overage_peak))
+        return announced
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form (ISO 'Z' timestamps)."""
@@ -368,6 +398,7 @@ class AlertState:
             "last_checked_at": _optional_format(self.last_checked_at),
             "overage_period": self.overage_period,
             "overage_peak": self.overage_peak,
+            "overage_announced": [list(item) for item in self.overage_announced],
             "held": [event.to_payload() for event in self.held],
         }
 
@@ -392,6 +423,7 @@ class AlertState:
             last_checked_at=_optional_time(data.get("last_checked_at")),
             overage_period=data.get("overage_period"),
             overage_peak=_optional_int(data.get("overage_peak")),
+            overage_announced=_announced(data),
             held=tuple(AlertEvent.from_payload(item) for item in data.get("held") or ()),
         )
 
@@ -601,6 +633,9 @@ def _decide_usage(usage: Usage, previous: AlertState, policy: Policy, now: datet
         )
 
     message = _usage_message(usage, policy, level)
+    # Breaches and escalations say who holds a license without working: the first place to
+    # look for licenses to free.
+    breach_message = f"{message}; {usage.idle}" if usage.idle else message
     events: list[AlertEvent] = []
     state = replace(
         previous,
@@ -629,7 +664,7 @@ def _decide_usage(usage: Usage, previous: AlertState, policy: Policy, now: datet
     episode_id = previous.episode_id or f"breach-{compact_time(previous.episode_started_at or now)}"
     if is_breached and not was_breached:
         episode_id = f"breach-{compact_time(now)}"
-        events.append(event("breach", episode_id, previous.level, message))
+        events.append(event("breach", episode_id, previous.level, breach_message))
         # A breach straight to critical has already told people it is critical: the episode
         # has no escalation left to announce.
         state = replace(
@@ -647,7 +682,7 @@ def _decide_usage(usage: Usage, previous: AlertState, policy: Policy, now: datet
     elif is_breached:
         state = replace(state, episode_id=episode_id)
         if level == "critical" and previous.level == "warning" and not previous.escalated:
-            events.append(event("escalation", episode_id, previous.level, message))
+            events.append(event("escalation", episode_id, previous.level, breach_message))
             state = replace(state, escalated=True, last_notified_at=now)
         elif _reminder_due(previous, policy, now):
             since = clock_time(previous.episode_started_at or now, now)
@@ -656,11 +691,19 @@ def _decide_usage(usage: Usage, previous: AlertState, policy: Policy, now: datet
             )
             state = replace(state, last_notified_at=now)
 
-    overage = _overage(usage, previous, policy)
-    if overage is not None:
-        events.append(event("overage_locked_in", overage[0], previous.level, overage[1]))
+    announced = dict(previous.announced_overages)
+    current_period = usage.billing
+    for figures in (*usage.earlier, current_period):
+        overage = None if figures is None else _overage(
+            figures, announced, policy, closed=figures is not current_period)
+        if overage is None or figures is None:
+            continue
+        events.append(replace(event("overage_locked_in", overage[0], previous.level, overage[1]),
+                              billing=figures))
+        announced[figures.period_start] = figures.billable_peak
         state = replace(
-            state, overage_period=usage.period_start, overage_peak=usage.billable_peak)
+            state, overage_period=figures.period_start, overage_peak=figures.billable_peak,
+            overage_announced=tuple(sorted(announced.items())[-OVERAGE_PERIODS_KEPT:]))
     return Decision(state=state, events=tuple(events), level=level)
 
 
@@ -669,29 +712,32 @@ def overage_alert_id(period_start: str) -> str:
     return "overage-" + period_start.replace("-", "")
 
 
-def _overage(usage: Usage, previous: AlertState, policy: Policy) -> tuple[str, str] | None:
-    """(alert id, message) when the period's billable peak rose to a new height over capacity.
+def _overage(
+    figures: Billing, announced: Mapping[str, int], policy: Policy, *, closed: bool = False,
+) -> tuple[str, str] | None:
+    """(alert id, message) when a period's billable peak rose to a new height over capacity.
 
     Genesys bills the period's highest level held for 30 minutes in total: once the billable
     peak passes capacity, that overage is on the invoice whatever happens next; only a higher
-    billable peak costs more, so each new height is announced once.
+    billable peak costs more, so each new height is announced once per period.
     """
-    peak, period = usage.billable_peak, usage.period_start
-    if peak is None or period is None or peak <= policy.capacity:
+    peak, period = figures.billable_peak, figures.period_start
+    if peak <= policy.capacity:
         return None
-    announced = previous.overage_peak if previous.overage_period == period else None
-    if announced is not None and peak <= announced:
+    if period in announced and peak <= announced[period]:
         return None
     over = peak - policy.capacity
-    seconds, minutes = usage.seconds_over_capacity, usage.minutes_over_capacity
-    spent = (f"; {seconds // 60} minutes ({seconds} s) over capacity so far"
+    seconds, minutes = figures.seconds_over_capacity, figures.minutes_over_capacity
+    so_far = "in the period" if closed else "so far"
+    spent = (f"; {seconds // 60} minutes ({seconds} s) over capacity {so_far}"
              if seconds is not None
-             else "" if minutes is None else f"; {minutes} minutes over capacity so far")
-    if usage.billable_peak_upper is not None and usage.billable_peak_upper != peak:
-        spent += f"; by whole minutes it could read up to {usage.billable_peak_upper}"
+             else "" if minutes is None else f"; {minutes} minutes over capacity {so_far}")
+    if figures.billable_peak_upper is not None and figures.billable_peak_upper != peak:
+        spent += f"; by whole minutes it could read up to {figures.billable_peak_upper}"
+    ended = " (ended, its last minutes measured now)" if closed else ""
     message = (
-        f"Billable peak of the period from {period} is {peak} concurrent licenses, {over} over "
-        f"the {policy.capacity} purchased{spent}"
+        f"Billable peak of the period from {period}{ended} is {peak} concurrent licenses, "
+        f"{over} over the {policy.capacity} purchased{spent}"
     )
     return overage_alert_id(period), message
 

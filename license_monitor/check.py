@@ -6,23 +6,24 @@ import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from license_monitor import alerting, billing, deadline, measure, metrics, notify
+from license_monitor import alerting, billing, deadline, ledger, measure, metrics, notify
 from license_monitor.genesys.errors import GenesysError
 from license_monitor.quiet_hours import is_quiet
 from license_monitor.roster import Roster
 from license_monitor.runtime import Services
 from license_monitor.settings import Settings
-from license_monitor.state import AlertStateUnreadable, BillingSummary, StorageUnavailable
+from license_monitor.state import AlertStateUnreadable, StorageUnavailable
 from license_monitor.times import format_check_time, format_time, parse_time
-from license_monitor.usage import MinuteProfile
 
 logger = logging.getLogger(__name__)
 
 PARALLEL_DETAIL_PAGES = 8  # within the request budget; fewer round trips for large orgs
-BACKFILL_LIMIT = timedelta(hours=24)  # how far back a check measures minutes nobody measured
+# The presence gauge's reconciliation may use this share of the check's time left, so a
+# storage stall there never leaves the evaluation without time to record the check.
+GAUGE_SHARE_OF_TIME_LEFT = 0.25
 # A check stamped further ahead of the storage service's clock fails (a machine's clock running
 # fast would otherwise stamp state in the future and block every check until time catches up).
 MAX_CLOCK_AHEAD = timedelta(seconds=60)
@@ -121,6 +122,7 @@ def measure_usage(services: Services, request: CheckRequest) -> dict[str, Any]:
         parallel_pages=PARALLEL_DETAIL_PAGES,
         concurrent_pool=settings.concurrent_pool,
         on_roster=keep,
+        idle_after_minutes=settings.idle_after_minutes,
     )
     logger.info("Measured %s with %d Genesys requests", format_time(request.checked_at),
                 services.client.request_count - requests_before)
@@ -139,23 +141,23 @@ def measure_usage(services: Services, request: CheckRequest) -> dict[str, Any]:
                     len(roster.agents) + len(roster.admins), len(roster.agents),
                     len(roster.admins), roster.pool_source, len(roster.unresolved))
     measured = report.to_dict()
+    # The minutes are recorded here, in the ledger's span: they never cross the history.
+    del measured["minutes"]
     if not request.dry_run and services.state is not None and _clock_ahead(
             request.checked_at, _service_time(services)):
         measured["backfilled_minutes"] = 0  # nothing is recorded from a clock running fast
     elif not request.dry_run and services.state is not None:
+        measured.update(ledger.record_span(
+            services, request.checked_at, roster, report.minutes, report.window_start))
+        # The presence gauge takes the exact figures at the check time (never fails a check,
+        # nor costs it more than a share of its deadline: the storage calls carry it).
+        limit = deadline.current()
         try:
-            measured["backfilled_minutes"] = _backfill(
-                services, request, roster, report.window_start)
-        except (StorageUnavailable, GenesysError, ValueError) as err:
-            # The window is still measured and decided; the gap stays where it begins, so the
-            # next check tries again. The check JSON says so: never a silent gap.
-            logger.warning("Minutes before the window not measured: %s", err)
-            measured["backfilled_minutes"] = 0
-            measured["backfill_error"] = alerting.one_line(str(err))
-        # The presence gauge takes the exact figures at the check time (never fails a check).
-        try:
-            reconciled = services.state.gauge.reconcile(
-                report.now_users, roster, request.checked_at)
+            with deadline.at_most(
+                    (limit.work_left() if limit else 0) * GAUGE_SHARE_OF_TIME_LEFT,
+                    "reconciling the presence gauge"):
+                reconciled = services.state.gauge.reconcile(
+                    report.now_users, roster, request.checked_at)
         except StorageUnavailable as err:
             logger.warning("The presence gauge was not reconciled: %s", err)
         else:
@@ -183,85 +185,6 @@ def _clock_ahead(checked_at: datetime, storage_now: datetime | None) -> str | No
             "the future records nothing")
 
 
-def _backfill(
-    services: Services, request: CheckRequest, roster: Roster, window_start: datetime
-) -> int:
-    """Measure the minutes no check measured (an outage, failed checks), at most BACKFILL_LIMIT
-    back, so no time over capacity goes unbilled; returns how many minutes were measured.
-
-    Window by window, each recorded at once, while at least half the check's time is left: a
-    long gap is caught up over several checks (the span still to measure is remembered), and
-    the check's own window is never starved.
-    """
-    assert services.state is not None  # noqa: S101 (the caller checked)
-    settings = services.settings
-    ledger = services.state.billing
-    oldest = request.checked_at - BACKFILL_LIMIT
-    spans = []
-    left_over = ledger.unmeasured()
-    if left_over is not None:
-        spans.append((max(left_over[0], oldest), left_over[1]))
-    last = _last_recorded_minute(services, request.checked_at)
-    if last is not None:
-        spans.append((max(last + timedelta(minutes=1), oldest), window_start))
-    spans = [(start, end) for start, end in spans if start < end]
-    window = timedelta(minutes=settings.window_minutes)
-    limit = deadline.current()
-    measured = 0
-    for index, (start, end) in enumerate(spans):
-        cursor = start
-        while cursor < end:
-            if limit is not None and limit.work_left() < limit.seconds / 2:
-                ledger.mark_unmeasured((cursor, max(span[1] for span in spans[index:])))
-                logger.warning("Caught up %d minutes; %s to %s is left for the next checks",
-                               measured, format_time(cursor), format_time(end))
-                return measured
-            chunk_end = min(cursor + window, end)
-            minutes = measure.measure_minutes(
-                services.client, cursor, chunk_end, roster, window=window,
-                parallel_pages=PARALLEL_DETAIL_PAGES)
-            _record_by_period(services, minutes, request.checked_at)
-            measured += len(minutes)
-            cursor = chunk_end
-    if left_over is not None:
-        ledger.mark_unmeasured(None)
-    if measured:
-        logger.warning("Measured %d minutes no check had measured", measured)
-    return measured
-
-
-def _last_recorded_minute(services: Services, checked_at: datetime) -> datetime | None:
-    """The latest minute recorded in this billing period, or else in the previous one."""
-    assert services.state is not None  # noqa: S101 (the caller checked)
-    anchor = services.settings.billing_anchor_day
-    period = billing.billing_period_start(checked_at, anchor)
-    last = services.state.billing.last_recorded_minute(period)
-    if last is None:  # a new period: the gap may begin in the previous one
-        day_before = datetime.combine(period, time(), UTC) - timedelta(days=1)
-        last = services.state.billing.last_recorded_minute(
-            billing.billing_period_start(day_before, anchor))
-    return last
-
-
-def _record_by_period(
-    services: Services, minutes: dict[datetime, MinuteProfile], measured_at: datetime,
-    current: date | None = None,
-) -> BillingSummary | None:
-    """Record minutes in the billing period each belongs to; return `current`'s summary."""
-    assert services.state is not None  # noqa: S101 (the caller checked)
-    anchor = services.settings.billing_anchor_day
-    by_period: dict[date, dict[datetime, MinuteProfile]] = {}
-    for minute, profile in minutes.items():
-        by_period.setdefault(billing.billing_period_start(minute, anchor), {})[minute] = profile
-    summary = None
-    for start in sorted(by_period.keys() | ({current} if current else set())):
-        recorded = services.state.billing.record_minutes(
-            start, by_period.get(start, {}), measured_at)
-        if start == current:
-            summary = recorded
-    return summary
-
-
 def _policy(services: Services) -> alerting.Policy:
     settings = services.settings
     return alerting.Policy(
@@ -275,25 +198,29 @@ def _policy(services: Services) -> alerting.Policy:
 
 
 def _billing(
-    services: Services, request: CheckRequest, minutes: dict[datetime, MinuteProfile]
-) -> dict[str, Any]:
-    """Record this window's minutes (idempotent) and summarise the period (30-minute rule)."""
+    services: Services, request: CheckRequest
+) -> tuple[dict[str, Any], tuple[alerting.Billing, ...]]:
+    """The current billing period's figures (30-minute rule) as the ledger holds them, and
+    the previous period's when it holds any.
+
+    The previous period's last minutes may be recorded by the first checks of this one (or
+    hours of them after an outage across the boundary): its overage is decided too.
+    """
     settings = services.settings
-    period = billing.billing_period_start(request.checked_at, settings.billing_anchor_day)
+    anchor = settings.billing_anchor_day
+    period = billing.billing_period_start(request.checked_at, anchor)
     if services.state is None:
         # A dry run without storage knows only this window, never 30 minutes of the period:
         # the billable peak is unknown, not zero.
         return {"period_start": period.isoformat(), "billable_peak": None,
                 "billable_peak_upper": None, "seconds_over_capacity": None,
-                "minutes_over_capacity": None}
-    if request.dry_run:
-        summary: BillingSummary | None = services.state.billing.summary(period)
-    else:
-        # A window that straddles the period start holds minutes of the previous period too:
-        # they count there (on its bill), not nowhere.
-        summary = _record_by_period(services, minutes, request.checked_at, period)
-    assert summary is not None  # noqa: S101 (the current period is always recorded)
-    return summary.figures(settings.license_capacity)
+                "minutes_over_capacity": None}, ()
+    current = services.state.billing.summary(period)
+    day_before = datetime.combine(period, time(), UTC) - timedelta(days=1)
+    previous = services.state.billing.summary(billing.billing_period_start(day_before, anchor))
+    earlier = () if previous.minutes_recorded == 0 else (
+        alerting.Billing.from_dict(previous.figures(settings.license_capacity)),)
+    return current.figures(settings.license_capacity), earlier
 
 
 def evaluate(
@@ -340,6 +267,14 @@ def evaluate(
             raise
 
 
+def _claim_time(services: Services, checked_at: datetime) -> datetime:
+    """When this check claims: the wall time, within its deadline (a clock far off the check
+    time, as when replaying an old check, never makes a lease longer than a check can run)."""
+    latest = checked_at + timedelta(
+        seconds=services.check_timeout_seconds or services.settings.check_timeout_seconds)
+    return min(max(services.clock(), checked_at), latest)
+
+
 def _evaluation_failure(err: Exception) -> str:
     """One sentence for a check that measured but could not be evaluated."""
     if isinstance(err, StorageUnavailable | AlertStateUnreadable):
@@ -373,7 +308,9 @@ def _evaluate(
         outcome = alerting.CheckFailure(failure or "the check failed for an unknown reason")
     else:
         usage = measure.UsageReport.from_dict(measurement)
-        billed = _billing(services, request, usage.minutes)
+        if "ledger_error" in measurement:
+            raise ValueError(measurement["ledger_error"])  # a failed check, with its cause
+        billed, earlier = _billing(services, request)
         outcome = alerting.Usage(
             concurrent=usage.peak.total, agents=usage.peak.agents, admins=usage.peak.admins,
             window_distinct=usage.window_distinct,
@@ -383,6 +320,8 @@ def _evaluate(
             billable_peak_upper=billed["billable_peak_upper"],
             seconds_over_capacity=billed["seconds_over_capacity"],
             pool=usage.pool_source,
+            idle=None if usage.idle is None else usage.idle.line(usage.now.total, now),
+            earlier=earlier,
         )
         report.update({
             "window": measurement["window"],
@@ -394,12 +333,15 @@ def _evaluate(
             "pool": usage.pool_source,
             "unclassified": usage.unclassified,
             "backfilled_minutes": int(measurement.get("backfilled_minutes", 0)),
-            **({"backfill_error": measurement["backfill_error"]}
-               if "backfill_error" in measurement else {}),
             "billing": billed,
         })
+        for key in ("unmeasured_from", "backfill_error", "lost_minutes"):
+            if key in measurement:  # the ledger's span was not all recorded: never silent
+                report[key] = measurement[key]
         if "gauge" in measurement:
             report["gauge"] = measurement["gauge"]
+        if "idle" in measurement:
+            report["idle"] = measurement["idle"]
 
     quiet = is_quiet(now, settings.quiet_hours, settings.quiet_hours_timezone)
     to_send: list[dict[str, Any]] = []
@@ -412,7 +354,7 @@ def _evaluate(
         evaluation = services.state.alerts.evaluate(
             outcome, policy, now, settings.channels, quiet=quiet, check_id=request.check_id,
             quiet_hours=(settings.quiet_hours, settings.quiet_hours_timezone),
-            trusted_until=request.trusted_until)
+            trusted_until=request.trusted_until, claimed_at=_claim_time(services, now))
         decision, events = evaluation.decision, evaluation.events
         to_send = [n.to_dict() for n in evaluation.to_send]
         channel_errors = [dict(item) for item in evaluation.channel_errors]

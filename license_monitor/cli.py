@@ -1,4 +1,4 @@
-"""Command line: `python -m license_monitor check` and `python -m license_monitor billing rebuild`.
+"""Command line: `python -m license_monitor check`, `billing rebuild`, `peak-users` and `idle`.
 
 `check` runs the same license_check orchestration as the Function App, in this process, through
 the Durable SDK's replay engine; exit codes follow the monitoring-plugin convention.
@@ -96,6 +96,9 @@ def summary_line(report: Mapping[str, Any]) -> str:
     ]
     if billing.get("billable_peak") is not None:
         parts.append(f"billable peak {billing['billable_peak']}")
+    idle = report.get("idle")
+    if isinstance(idle, Mapping) and idle.get("count") is not None:
+        parts.append(f"idle {idle['count']}")
     gauge = report.get("gauge")
     if isinstance(gauge, Mapping) and gauge.get("value") is not None:
         parts.append(f"gauge {gauge['value']} (drift {int(gauge.get('drift') or 0):+d})")
@@ -174,6 +177,104 @@ def _billing_rebuild(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+def _load_settings(args: argparse.Namespace) -> Settings:
+    environ = dict(os.environ)
+    if args.settings:
+        load_local_settings(Path(args.settings), environ)
+    return Settings.from_env(environ)
+
+
+def _peak_users(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from license_monitor import peak_users, runtime  # noqa: PLC0415 (builds clients: only when asked)
+    from license_monitor.user_lists import (  # noqa: PLC0415
+        peak_users_csv,
+        peak_users_text,
+        progress_bar,
+    )
+
+    now = datetime.now(UTC)
+    try:
+        settings = _load_settings(args)
+        which, text = ("--day", args.day) if args.day else ("--period", args.period)
+        try:
+            chosen = date.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"{which} {text} is not a date (YYYY-MM-DD)") from None
+        span = (peak_users.day_span(chosen, now) if args.day
+                else peak_users.period_span(chosen, settings.billing_anchor_day, now))
+        services = runtime.Services.from_settings(settings, require_state=False)
+        with progress_bar(err, enabled=not args.json and not args.csv) as advance:
+            result = peak_users.peak_users(services, span, level=args.level, on_page=advance,
+                                           now=now)
+    except ConfigError as problem:
+        print(problem, file=err)
+        return 3
+    except Exception as problem:
+        print(f"peak-users failed: {problem}", file=err)
+        return 3
+    if args.json:
+        out.write(json.dumps(result) + "\n")
+    elif args.csv:
+        out.write(peak_users_csv(result))
+    else:
+        out.write(peak_users_text(result))
+    return 0
+
+
+def _idle(args: argparse.Namespace, out: TextIO, err: TextIO, inp: TextIO) -> int:
+    from license_monitor import idle_users, runtime  # noqa: PLC0415 (builds clients: only when asked)
+    from license_monitor.user_lists import idle_csv, idle_text  # noqa: PLC0415
+
+    try:
+        settings = _load_settings(args)
+        services = runtime.Services.from_settings(settings, require_state=False)
+        if args.sign_out:
+            return _sign_out(args, services, out, err, inp)
+        result = idle_users.idle_now(services, datetime.now(UTC))
+    except ConfigError as problem:
+        print(problem, file=err)
+        return 3
+    except Exception as problem:
+        print(f"idle failed: {problem}", file=err)
+        return 3
+    if args.json:
+        out.write(json.dumps(result) + "\n")
+    elif args.csv:
+        out.write(idle_csv(result))
+    else:
+        out.write(idle_text(result))
+    return 0
+
+
+def _sign_out(args: argparse.Namespace, services: Any, out: TextIO, err: TextIO,
+              inp: TextIO) -> int:
+    """Sign out exactly the users named, after a confirmation unless --yes; never automatic."""
+    from license_monitor import idle_users  # noqa: PLC0415
+    from license_monitor.peak_users import read_directory  # noqa: PLC0415
+
+    names = dict(read_directory(services).names)
+    named = list(dict.fromkeys(args.sign_out))
+    listed = ", ".join(f"{names.get(uid) or 'unknown user'} ({uid})" for uid in named)
+    if not args.yes:
+        if not inp.isatty():
+            print("refusing to sign anybody out without a confirmation: run it in a terminal, "
+                  "or add --yes", file=err)
+            return 3
+        err.write(f"Sign out {len(named)} user(s): {listed}? Their sessions end now and "
+                  "anything unsaved in their clients is lost. [y/N] ")
+        err.flush()
+        if inp.readline().strip().lower() not in ("y", "yes"):
+            print("nobody was signed out", file=err)
+            return 3
+    logging.getLogger(idle_users.__name__).setLevel(logging.WARNING)  # the audit lines
+    outcomes = idle_users.sign_out(services, named, names)
+    for outcome in outcomes:
+        who = f"{outcome.user_id} ({outcome.name or 'name unknown'})"
+        out.write(f"signed out {who}\n" if outcome.error is None
+                  else f"NOT signed out {who}: {outcome.error}\n")
+    return 0 if all(outcome.error is None for outcome in outcomes) else 3
+
+
 def _check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     environ = dict(os.environ)
     report: dict[str, Any] | None = None
@@ -204,8 +305,54 @@ def _check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return exit_code(str(report.get("level", "unknown")))
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+    return value
+
+
+def _add_idle(commands: Any) -> None:
+    idle = commands.add_parser(
+        "idle", help="pool users logged in without working for IDLE_AFTER_MINUTES, now")
+    shape = idle.add_mutually_exclusive_group()
+    shape.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    shape.add_argument("--csv", action="store_true", help="print one CSV row per user")
+    idle.add_argument("--sign-out", nargs="+", metavar="USER_ID",
+                      help="end every session of exactly these users (never automatic)")
+    idle.add_argument("--yes", action="store_true",
+                      help="sign out without asking for a confirmation")
+    idle.add_argument("--settings", metavar="FILE",
+                      help="read settings from a local.settings.json (environment wins)")
+    idle.add_argument("-v", "--verbose", action="count", default=0,
+                      help="log to stderr (-vv: with debug detail)")
+
+
+def _add_peak_users(commands: Any) -> None:
+    peak = commands.add_parser(
+        "peak-users", help="the users a day's or a billing period's peak is attributed to")
+    when = peak.add_mutually_exclusive_group(required=True)
+    when.add_argument("--day", metavar="YYYY-MM-DD",
+                      help="a UTC day: its highest level held 30 minutes")
+    when.add_argument("--period", metavar="YYYY-MM-DD",
+                      help="the billing period holding this day: its billable peak")
+    peak.add_argument("--level", type=_positive, metavar="N",
+                      help="attribute this level instead of the one held 30 minutes")
+    shape = peak.add_mutually_exclusive_group()
+    shape.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    shape.add_argument("--csv", action="store_true", help="print one CSV row per user")
+    peak.add_argument("--settings", metavar="FILE",
+                      help="read settings from a local.settings.json (environment wins)")
+    peak.add_argument("-v", "--verbose", action="count", default=0,
+                      help="log to stderr (-vv: with debug detail)")
+
+
 def main(
-    argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr
+    argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr,
+    inp: TextIO | None = None,
 ) -> int:
     """Entry point of `python -m license_monitor`."""
     parser = argparse.ArgumentParser(
@@ -233,6 +380,8 @@ def main(
                          help="read settings from a local.settings.json (environment wins)")
     rebuild.add_argument("-v", "--verbose", action="count", default=0,
                          help="log to stderr (-vv: with debug detail)")
+    _add_peak_users(commands)
+    _add_idle(commands)
     args = parser.parse_args(argv)
     levels = {0: logging.ERROR, 1: logging.INFO}
     logging.basicConfig(
@@ -243,4 +392,10 @@ def main(
     quiet_http_logging()
     if args.command == "billing":
         return _billing_rebuild(args, out, err)
+    if args.command == "peak-users":
+        return _peak_users(args, out, err)
+    if args.command == "idle":
+        if args.yes and not args.sign_out:
+            parser.error("--yes goes with --sign-out")
+        return _idle(args, out, err, sys.stdin if inp is None else inp)
     return _check(args, out, err)

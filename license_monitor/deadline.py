@@ -122,6 +122,24 @@ def allowing(seconds: float, step: str) -> Iterator[None]:
 
 
 @contextmanager
+def at_most(seconds: float, step: str) -> Iterator[None]:
+    """Run the enclosed work under a deadline of `seconds` from now if that is sooner (for a
+    step that must never cost the check its result, such as reconciling the presence gauge)."""
+    current = _CURRENT.get()
+    if current is None:
+        yield
+        return
+    until = current.clock() + seconds
+    shorter = replace(current, step=step, work_until=min(current.work_until, until),
+                      record_until=min(current.record_until, until))
+    token = _CURRENT.set(shorter)
+    try:
+        yield
+    finally:
+        _CURRENT.reset(token)
+
+
+@contextmanager
 def applying(deadline: Deadline | None) -> Iterator[None]:
     """Run the enclosed code under `deadline` (None: no deadline)."""
     token = _CURRENT.set(deadline)

@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from license_monitor import deadline
 from license_monitor.deadline import ContextThreadPoolExecutor
-from license_monitor.genesys.models import OFFLINE, PresenceSegment, normalise_presence
+from license_monitor.genesys.models import (
+    OFFLINE,
+    PresenceSegment,
+    RoutingSegment,
+    normalise_presence,
+)
+from license_monitor.idle import IdleSummary, find_idle
 from license_monitor.roster import (
     POOL_FROM_LICENSES,
     AgentRule,
@@ -52,10 +58,12 @@ class UsageReport:
     # Who `now` counts: for the presence gauge's reconciliation inside the activity; never in
     # to_dict() (user ids do not cross the orchestration history).
     now_users: frozenset[str] = dataclasses.field(default=frozenset(), compare=False)
+    idle: IdleSummary | None = None  # pool users logged in without working (idle.py)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form using the CLI's field names (DESIGN.md §9)."""
         return {
+            **({"idle": self.idle.to_dict()} if self.idle is not None else {}),
             "checked_at": format_check_time(self.checked_at),
             "window": {"start": format_check_time(self.window_start),
                        "end": format_check_time(self.window_end)},
@@ -85,8 +93,9 @@ class UsageReport:
             unclassified=int(data["unclassified"]),
             minutes={
                 parse_time(minute): MinuteProfile.decode(str(profile))
-                for minute, profile in data["minutes"].items()
+                for minute, profile in (data.get("minutes") or {}).items()
             },
+            idle=IdleSummary.from_dict(data["idle"]) if data.get("idle") else None,
         )
 
 
@@ -102,6 +111,22 @@ def online_users(segments: Iterable[PresenceSegment], start: datetime, end: date
         and s.start < end
         and (s.end is None or (s.end > start and s.end > s.start))
     }
+
+
+def pool_segments(segments: Iterable[PresenceSegment], roster: Roster) -> list[PresenceSegment]:
+    """The segments billing counts: pool users', and those of users who have left the pool,
+    up to when the roster first missed them (Genesys bills whoever held a licence then)."""
+    kept = []
+    for segment in segments:
+        if roster.in_pool(segment.user_id):
+            kept.append(segment)
+            continue
+        left = roster.departed.get(segment.user_id)
+        if left is None or segment.start >= left:
+            continue
+        clipped = segment.end is None or segment.end > left
+        kept.append(dataclasses.replace(segment, end=left) if clipped else segment)
+    return kept
 
 
 def strangers(user_ids: Iterable[str], roster: Roster) -> frozenset[str]:
@@ -123,6 +148,19 @@ def fetch_segments(
     return list(client.iter_presence_details(start, end, parallel=parallel_pages))
 
 
+def fetch_details(
+    client: GenesysClient, start: datetime, end: datetime, parallel_pages: int = 4
+) -> tuple[list[PresenceSegment], list[RoutingSegment]]:
+    """Presence and routing status records of every user not OFFLINE at some point of the
+    window (one read: the same pages)."""
+    presence: list[PresenceSegment] = []
+    routing: list[RoutingSegment] = []
+    for page in client.iter_details_pages(start, end, parallel=parallel_pages):
+        presence.extend(page.segments)
+        routing.extend(page.routing)
+    return presence, routing
+
+
 def measure_minutes(
     client: GenesysClient, start: datetime, end: datetime, roster: Roster, *,
     window: timedelta, parallel_pages: int = 4,
@@ -137,8 +175,8 @@ def measure_minutes(
     while chunk_start < end:
         chunk_end = min(chunk_start + window, end)
         segments = fetch_segments(client, chunk_start, chunk_end, parallel_pages)
-        minutes.update(
-            measure_concurrency(segments, chunk_start, chunk_end, include=roster.in_pool).minutes)
+        minutes.update(measure_concurrency(
+            pool_segments(segments, roster), chunk_start, chunk_end).minutes)
         chunk_start = chunk_end
     return minutes
 
@@ -163,7 +201,7 @@ def refresh_for_strangers(
     if not unknown:
         return roster
     logger.info("%d logged-in users are not in the roster: rebuilding it", len(unknown))
-    rebuilt = build_roster(client, rule, license_pattern, now, concurrent_pool)
+    rebuilt = build_roster(client, rule, license_pattern, now, concurrent_pool, previous=roster)
     still_unknown = frozenset(user_id for user_id in logged_in if not rebuilt.knows(user_id))
     if still_unknown:
         logger.warning(
@@ -176,11 +214,13 @@ def refresh_for_strangers(
 def build_roster(
     client: GenesysClient, rule: AgentRule, license_pattern: re.Pattern[str], now: datetime,
     concurrent_pool: Pool, *, on_roster: Callable[[Roster], None] | None = None,
+    previous: Roster | None = None,
 ) -> Roster:
     """Read the roster under its own deadline (deadline.ROSTER_BUILD_SECONDS) and hand it to
     `on_roster` at once, so a check that runs out of time later keeps it for the next one."""
     with deadline.allowing(deadline.ROSTER_BUILD_SECONDS, "building the roster"):
-        roster = load_roster(client, rule, license_pattern, now, concurrent_pool=concurrent_pool)
+        roster = load_roster(client, rule, license_pattern, now,
+                             concurrent_pool=concurrent_pool).succeeding(previous)
     if on_roster is not None:
         on_roster(roster)
     return roster
@@ -201,8 +241,12 @@ def measure(
     parallel_pages: int = 4,
     concurrent_pool: Pool = POOL_FROM_LICENSES,
     on_roster: Callable[[Roster], None] | None = None,
+    idle_after_minutes: int = 60,
 ) -> tuple[UsageReport, Roster]:
     """Measure usage over [now - window, now] and return the report and the roster used.
+
+    The report's `minutes` are the step functions of every whole minute from the one holding
+    the window's start to the last one ended before `now`.
 
     The roster is reused while fresh and built for the same `concurrent_pool`; otherwise it is
     loaded at the same time as the usage queries (and handed to `on_roster` as soon as it is
@@ -211,6 +255,10 @@ def measure(
     if window_minutes <= 0:
         raise ValueError(f"the window must be at least one minute, not {window_minutes}")
     start = now - timedelta(minutes=window_minutes)
+    # The details are read from the minute holding the window's start, so the report's
+    # minutes are every whole minute the window touches: the billing ledger's span ends on
+    # minute boundaries and never loses the minute where the window begins.
+    first_minute = start.replace(second=0, microsecond=0)
     # A roster built on another counting basis (or an older wording of it) is never reused.
     cached = roster if (
         roster is not None and roster.pool_source == concurrent_pool
@@ -221,14 +269,15 @@ def measure(
     # The pool's threads carry the check's deadline (a context variable) to their requests.
     with ContextThreadPoolExecutor(max_workers=3) as pool:
         active_future = pool.submit(client.users_logged_in, start, now)
-        segments_future = pool.submit(fetch_segments, client, start, now, parallel_pages)
+        details_future = pool.submit(fetch_details, client, first_minute, now, parallel_pages)
         if cached is None:
             current = pool.submit(build_roster, client, rule, license_pattern, now,
-                                  concurrent_pool, on_roster=on_roster).result()
+                                  concurrent_pool, on_roster=on_roster,
+                                  previous=roster).result()
         else:
             current = cached
         active = active_future.result()
-        segments = segments_future.result()
+        segments, routing = details_future.result()
 
     # Anyone logged in per the details was active in the window, whatever the aggregates say
     # (they are computed apart and may lag): so window_distinct >= peak, always.
@@ -254,8 +303,12 @@ def measure(
         peak_at=concurrency.peak_at,
         pool_source=current.pool_source,
         unclassified=len(current.unresolved & logged_in),
-        minutes=concurrency.minutes,
+        minutes=measure_concurrency(
+            pool_segments(segments, current), first_minute, now).minutes,
         now_users=concurrency.now_users,
+        idle=IdleSummary.of(find_idle(
+            segments, routing, now=now, idle_after=timedelta(minutes=idle_after_minutes),
+            is_agent=current.agents.__contains__, in_pool=current.in_pool), idle_after_minutes),
     )
     _log_report(report)
     return report, current

@@ -46,12 +46,13 @@ SECONDS_OVER_CAPACITY = "license.seconds_over_capacity"
 CHECK_FAILED = "license.check.failed"
 ALERT_DELIVERED = "license.alert.delivered"
 GAUGE_DRIFT = "license.gauge.drift"
+IDLE = "license.idle"  # pool users logged in without working for IDLE_AFTER_MINUTES
 
 METRIC_NAMES: tuple[str, ...] = (
     CONCURRENT_PEAK, CONCURRENT_NOW, CONCURRENT_PEAK_AGENTS, CONCURRENT_PEAK_ADMINS,
     WINDOW_DISTINCT, UTILIZATION_PERCENT, CAPACITY, BILLABLE_PEAK, SECONDS_OVER_CAPACITY,
     CHECK_FAILED,
-    ALERT_DELIVERED, GAUGE_DRIFT,
+    ALERT_DELIVERED, GAUGE_DRIFT, IDLE,
 )
 
 CONNECTION_STRING_ENV = "APPLICATIONINSIGHTS_CONNECTION_STRING"
@@ -128,6 +129,7 @@ def check_points(
             (SECONDS_OVER_CAPACITY,
              _mapping(report.get("billing")).get("seconds_over_capacity")),
             (GAUGE_DRIFT, _mapping(report.get("gauge")).get("drift")),
+            (IDLE, _mapping(report.get("idle")).get("count")),
         )
         points.extend((name, value, {}) for name, value in figures if _is_number(value))
     chains = [item for item in report.get("notifications") or () if isinstance(item, Mapping)]

@@ -2,8 +2,9 @@
 
 The way out of a wrong past figure (a stored minute measured with a wrong pool, a bug, a lost
 permission): every minute since a day is measured again from the user details, a day per
-query within the request budget, and replaces what is stored. The period's figures are then
-recounted from its rows, so they become what was measured, never the higher of the two.
+query within the request budget, and replaces what is stored: the rebuilt days' share of the
+period's histogram becomes what was measured (never the higher of the two), and days before
+`--since` keep their share, also when retention has purged their minute rows.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ def _roster(services: Services, now: datetime) -> Roster:
             return roster
     roster = load_roster(services.client, settings.agent_rule,
                          settings.concurrent_license_pattern, now,
-                         concurrent_pool=settings.concurrent_pool)
+                         concurrent_pool=settings.concurrent_pool).succeeding(
+        None if cached is None else Roster.from_dict(cached))
     services.state.roster.save(roster.to_dict(), now)
     return roster

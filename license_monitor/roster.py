@@ -6,7 +6,7 @@ import logging
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -64,6 +64,9 @@ def parse_agent_rule(text: str) -> AgentRule:
     return AgentRule(cast(RuleKind, kind), names)
 
 
+DEPARTED_KEPT = timedelta(hours=25)  # longer than a catch-up reaches back (24 h)
+
+
 @dataclass(frozen=True)
 class Roster:
     """Pool users by class (agents, admins) and active users outside the pool, at a time."""
@@ -76,6 +79,10 @@ class Roster:
     # Users seen logged in but absent from the users listing even after a rebuild (another
     # division, just deactivated): remembered so they do not trigger a rebuild every check.
     unresolved: frozenset[str] = frozenset()
+    # Users who left the pool (licence removed, deactivated) and when a roster first missed
+    # them, kept for DEPARTED_KEPT: minutes measured after they left (a catch-up after an
+    # outage) still count the time they were logged in while in the pool.
+    departed: Mapping[str, datetime] = field(default_factory=dict, compare=False)
 
     def is_fresh(self, now: datetime, ttl_minutes: int) -> bool:
         """True while the roster is younger than the TTL (and not from the future)."""
@@ -99,6 +106,8 @@ class Roster:
             "admins": sorted(self.admins),
             "excluded": sorted(self.excluded),
             "unresolved": sorted(self.unresolved),
+            "departed": {user_id: format_timestamp(left)
+                         for user_id, left in sorted(self.departed.items())},
         }
 
     @classmethod
@@ -111,7 +120,21 @@ class Roster:
             admins=frozenset(str(user_id) for user_id in data["admins"]),
             excluded=frozenset(str(user_id) for user_id in data["excluded"]),
             unresolved=frozenset(str(user_id) for user_id in data.get("unresolved", ())),
+            departed={str(user_id): parse_timestamp(str(left))
+                      for user_id, left in (data.get("departed") or {}).items()},
         )
+
+    def succeeding(self, previous: Roster | None) -> Roster:
+        """This roster, remembering who left the pool since `previous` (and before it, for
+        DEPARTED_KEPT) and when this roster first missed them."""
+        if previous is None or previous.pool_source != self.pool_source:
+            return self
+        pool = self.agents | self.admins
+        departed = {user_id: left for user_id, left in previous.departed.items()
+                    if user_id not in pool and self.built_at - left < DEPARTED_KEPT}
+        for user_id in (previous.agents | previous.admins) - pool:
+            departed.setdefault(user_id, self.built_at)
+        return replace(self, departed=departed)
 
 
 @dataclass(frozen=True)

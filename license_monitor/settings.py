@@ -39,6 +39,8 @@ INTEGER_RANGES: dict[str, tuple[int, int]] = {
     "CHECK_TIMEOUT_SECONDS": (10, 600),
     # At most one check started by the presence gauge per this many seconds.
     "GAUGE_CHECK_MIN_INTERVAL_SECONDS": (10, 3600),
+    # A pool user logged in this long without working holds a license for nothing (idle.py).
+    "IDLE_AFTER_MINUTES": (1, 24 * 60),
 }
 
 _RANGE_REASONS = {"MANUAL_CHECK_WAIT_SECONDS": " (Azure ends an HTTP request at 230 s)"}
@@ -146,6 +148,7 @@ class Settings:
     billing_anchor_day: int = 1
     failure_alert_after: int = 3
     remind_every_minutes: int = 0
+    idle_after_minutes: int = 60
     quiet_hours: tuple[QuietWindow, ...] = ()
     quiet_hours_timezone: str = "UTC"
     retention_days: int = 90
@@ -426,6 +429,13 @@ class _Parser:
                 "MONITOR_SCHEDULE",
                 f"MONITOR_SCHEDULE must be an NCRONTAB expression with six fields "
                 f"(seconds first), got {_shown(schedule, 60)}.")
+        elif any(field != "*" for field in schedule.split()[3:]):
+            # A check measures at most a day back: checks further apart leave minutes unbilled.
+            self.problem(
+                "MONITOR_SCHEDULE",
+                f"MONITOR_SCHEDULE must run every day (day of month, month and day of week "
+                f"'*'): checks more than 24 hours apart would leave minutes unmeasured, got "
+                f"{_shown(schedule, 60)}.")
 
         quiet_zone = self.raw("QUIET_HOURS_TIMEZONE") or "UTC"
         try:
@@ -483,6 +493,7 @@ class _Parser:
             "billing_anchor_day": self.integer("BILLING_ANCHOR_DAY", 1),
             "failure_alert_after": self.integer("FAILURE_ALERT_AFTER", 3),
             "remind_every_minutes": self.integer("REMIND_EVERY_MINUTES", 0),
+            "idle_after_minutes": self.integer("IDLE_AFTER_MINUTES", 60),
             "quiet_hours": quiet,
             "quiet_hours_timezone": quiet_zone,
             "retention_days": self.integer("RETENTION_DAYS", 90),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -74,7 +75,8 @@ class ApiRequest:
     details_duplicates: bool = False  # reproduce the details query's short pages
 
 
-Handler = Callable[[SimOrg, ApiRequest], Payload]
+# None: the platform answers 204 No Content.
+Handler = Callable[[SimOrg, ApiRequest], Payload | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -448,7 +450,8 @@ def users_details(org: SimOrg, request: ApiRequest) -> Payload:
             {
                 "userId": user.id,
                 "primaryPresence": [_presence_record(s, org.now) for s in segments],
-                "routingStatus": [],
+                "routingStatus": [_routing_record(r, org.now)
+                                  for r in org.routing_between(user, start, end)],
             }
             for user, segments in page
         ]
@@ -518,6 +521,19 @@ def _presence_record(segment: SimSegment, now: datetime) -> Payload:
     return record
 
 
+def _stamp(moment: datetime) -> str:
+    """format_timestamp() for the simulator's own (aware UTC) times, twice as fast: a month
+    of routing records is hundreds of thousands of them."""
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _routing_record(record: SimSegment, now: datetime) -> Payload:
+    payload: Payload = {"startTime": _stamp(record.start), "routingStatus": record.presence}
+    if record.end is not None and record.end <= now:
+        payload["endTime"] = _stamp(record.end)
+    return payload
+
+
 # --------------------------------------------------------------------------- directory
 
 
@@ -527,8 +543,26 @@ def _user_entity(user: SimUser) -> Payload:
         "name": user.name,
         "state": user.state,
         "email": f"user.{user.id[:8]}@example.com",
+        "division": {"id": division_id(user.division), "name": user.division,
+                     "selfUri": f"/api/v2/authorization/divisions/{division_id(user.division)}"},
         "selfUri": f"/api/v2/users/{user.id}",
     }
+
+
+def division_id(name: str) -> str:
+    """A stable id for a division name."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"division/{name}"))
+
+
+def delete_tokens(org: SimOrg, request: ApiRequest) -> None:
+    """DELETE /api/v2/tokens/{userId}: end every session of the user (logged out now)."""
+    user = org.find_user(request.params["user_id"])
+    if user is None:
+        raise not_found(f"User {request.params['user_id']} not found")
+    if org.current_presence(user) != "OFFLINE":
+        org.set_presence(user.id, "OFFLINE", max(org.now, user.segments[-1].start))
+    user.lid_closed_at = None
+    user.signed_out.append(org.now)
 
 
 def users(org: SimOrg, request: ApiRequest) -> Payload:
@@ -736,6 +770,8 @@ ENDPOINTS = (
     # The platform documents no permission for reading one's own organization.
     _endpoint("GET", r"/api/v2/organizations/me", "", organization_me),
     _endpoint("GET", r"/api/v2/license/users", "authorization:license:view", license_users),
+    _endpoint("DELETE", r"/api/v2/tokens/" + _ID.format("user_id"), "oauth:token:delete",
+              delete_tokens),
     _endpoint("GET", r"/api/v2/routing/queues", "routing:queue:view", routing_queues),
     _endpoint("GET", r"/api/v2/routing/queues/" + _ID.format("queue_id") + "/members",
               "routing:queue:view", queue_members),

@@ -92,13 +92,17 @@ def generate_org(
     future_hours: float = 0,
     shifts: tuple[Shift, ...] = DEFAULT_SHIFTS,
     day_off_share: float = 0.15,
+    idle_share: float = 0.05,
 ) -> SimOrg:
     """Generate an org of `users` users, deterministic from `seed`, with history up to `now`.
 
     Agents (queue members, role "Agent") work the given shifts with jitter; staff (supervisors,
     back office, QA, IT; no queue) keep office hours; `communicate_share` of users hold only a
     Communicate or Collaborate license but log in too; a few users are inactive and a few
-    "ghosts" never log out. Timelines cover [now - history_hours, now + future_hours]; the last
+    "ghosts" never log out: they close the lid hours into their first session and keep that
+    presence (an On Queue ghost stops answering: NOT_RESPONDING). In `idle_share` of sessions
+    someone holds a license without working: an agent Available but off queue for 1-2.5 hours,
+    staff Away for 1.5-4 hours. Timelines cover [now - history_hours, now + future_hours]; the last
     segment of every user is open (OFFLINE between shifts). With future_hours > 0 the timeline
     continues past `now` so a live demo can move `now` forward.
     """
@@ -179,6 +183,12 @@ def generate_org(
             activities=activities, history_start=history_start, horizon=horizon, ghost=ghost,
             day_off_share=day_off_share,
         )
+        if kind != "named":
+            # A stream of its own: the logins (and every figure built on them) stay as they
+            # were; only what people do while logged in changes.
+            _idle_time(user, random.Random(f"{seed}/idle/{position}"),
+                       agent=kind == "agent", ghost=ghost, horizon=horizon,
+                       share=idle_share)
         org_users.append(user)
 
     return SimOrg(users=org_users, queues=queue_list, groups=groups, roles=roles, now=now)
@@ -258,3 +268,71 @@ def _timeline(
     while len(segments) > 1 and segments[0].end is not None and segments[0].end <= history_start:
         segments.pop(0)
     return segments
+
+
+def _idle_time(
+    user: SimUser, rng: random.Random, *, agent: bool, ghost: bool, horizon: datetime,
+    share: float,
+) -> None:
+    """Long stretches without work inside the user's sessions, and the ghost's closed lid."""
+    sessions: list[tuple[datetime, datetime | None]] = []
+    for segment in user.segments:
+        if segment.presence == "OFFLINE":
+            continue
+        if sessions and sessions[-1][1] == segment.start:
+            sessions[-1] = (sessions[-1][0], segment.end)
+        else:
+            sessions.append((segment.start, segment.end))
+    for start, end in sessions:
+        stop = horizon if end is None else min(end, horizon)
+        if rng.random() >= share or stop - start < timedelta(hours=1):
+            continue
+        if agent:
+            presence, minutes = "AVAILABLE", rng.randint(60, 150)
+        else:
+            presence, minutes = "AWAY", rng.randint(90, 240)
+        block_start = start + (stop - start) * rng.uniform(0.1, 0.6)
+        block_start = block_start.replace(microsecond=0)
+        block_end: datetime | None = block_start + timedelta(minutes=minutes)
+        if end is None and block_end is not None and block_end >= stop:
+            block_end = None  # still idle at the horizon: no change exactly there
+        elif block_end is not None:
+            block_end = min(block_end, stop)
+        user.segments = _overwrite(user.segments, block_start, block_end, presence)
+    if ghost and sessions and sessions[-1][1] is None:
+        start = sessions[-1][0]
+        closed = start + timedelta(seconds=rng.randint(6 * 3600, 9 * 3600))
+        if closed < horizon:
+            at_close = next((s.presence for s in reversed(user.segments) if s.start <= closed),
+                            "AVAILABLE")
+            user.segments = _overwrite(user.segments, closed, None, at_close)
+            user.lid_closed_at = closed
+
+
+def _overwrite(
+    segments: list[SimSegment], start: datetime, end: datetime | None, presence: str
+) -> list[SimSegment]:
+    """The timeline with [start, end) (end None: from start on) in `presence`."""
+    result: list[SimSegment] = []
+
+    def add(seg_start: datetime, seg_end: datetime | None, seg_presence: str) -> None:
+        if seg_end is not None and seg_end <= seg_start:
+            return
+        if result and result[-1].presence == seg_presence and result[-1].end == seg_start:
+            result[-1].end = seg_end
+        else:
+            result.append(SimSegment(seg_start, seg_end, seg_presence))
+
+    placed = False
+    for segment in segments:
+        if segment.start < start:
+            add(segment.start, segment.end if segment.end is not None and segment.end <= start
+                else start, segment.presence)
+        if not placed and (segment.end is None or segment.end > start):
+            add(start, end, presence)
+            placed = True
+        if end is not None and (segment.end is None or segment.end > end):
+            add(max(segment.start, end), segment.end, segment.presence)
+    if not placed:
+        add(start, end, presence)
+    return result

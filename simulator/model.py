@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from license_monitor.genesys.models import (
@@ -74,6 +75,14 @@ class SimUser:
     # False: in a division the OAuth client's directory role does not cover, so absent from
     # GET /api/v2/users, while analytics still reports the user's presence.
     listed: bool = True
+    division: str = "Home"
+    # Routing status records (status in `presence`: OFF_QUEUE, IDLE, INTERACTING, ...). Empty:
+    # derived from presence when asked (SimOrg.routing_between), as most users need no more.
+    routing: list[SimSegment] = field(default_factory=list)
+    # When a "ghost" closed the lid: from then on an On Queue ghost is NOT_RESPONDING.
+    lid_closed_at: datetime | None = None
+    # When DELETE /api/v2/tokens/{userId} ended the user's sessions (tests read it).
+    signed_out: list[datetime] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -193,6 +202,13 @@ class SimOrg:
             elif last.end > at:
                 raise ValueError("presence change overlaps the user's last closed segment")
         user.segments.append(SimSegment(start=at, end=None, presence=spelled))
+        if user.routing:
+            status = "IDLE" if spelled == "ON_QUEUE" else "OFF_QUEUE"
+            last_routing = user.routing[-1]
+            if last_routing.presence != status:
+                if last_routing.end is None or last_routing.end > at:
+                    last_routing.end = at
+                user.routing.append(SimSegment(at, None, status))
 
     def segments_between(
         self, user: SimUser, start: datetime, end: datetime
@@ -207,6 +223,33 @@ class SimOrg:
             if segment.start < end and segment.start <= self.now:
                 found.append(segment)
         found.reverse()
+        return found
+
+    def routing_between(self, user: SimUser, start: datetime, end: datetime) -> list[SimSegment]:
+        """The user's routing status records overlapping [start, end) that began by `now`.
+
+        Explicit records when the user has them; otherwise derived from presence like the
+        platform's: OFF_QUEUE while not On Queue; On Queue alternates IDLE (waiting) and
+        INTERACTING (a call or chat of a few minutes), drawn from a seed of the user and the
+        segment so every query sees the same; an On Queue ghost whose lid is closed is
+        NOT_RESPONDING (alerts go unanswered).
+        """
+        if user.routing:
+            source = user.routing
+        else:
+            source = []
+            for segment in self.segments_between(user, start, end):
+                source.extend(_derived_routing(user, segment, self.now))
+        found: list[SimSegment] = []
+        for record in source:
+            if record.start >= end or record.start > self.now:
+                continue
+            if record.end is not None and record.end <= start:
+                continue
+            if found and found[-1].presence == record.presence and found[-1].end == record.start:
+                found[-1] = SimSegment(found[-1].start, record.end, record.presence)
+            else:
+                found.append(SimSegment(record.start, record.end, record.presence))
         return found
 
     def active_users(self) -> Iterator[SimUser]:
@@ -232,6 +275,12 @@ class SimOrg:
                     "roleIds": list(u.role_ids),
                     "groupIds": list(u.group_ids),
                     "listed": u.listed,
+                    "division": u.division,
+                    **({"lidClosedAt": format_timestamp(u.lid_closed_at)}
+                       if u.lid_closed_at is not None else {}),
+                    **({"routing": [[format_timestamp(s.start),
+                                     None if s.end is None else format_timestamp(s.end),
+                                     s.presence] for s in u.routing]} if u.routing else {}),
                     "segments": [
                         [
                             format_timestamp(s.start),
@@ -260,6 +309,10 @@ class SimOrg:
                         role_ids=[str(x) for x in u.get("roleIds", [])],
                         group_ids=[str(x) for x in u.get("groupIds", [])],
                         listed=bool(u.get("listed", True)),
+                        division=str(u.get("division", "Home")),
+                        lid_closed_at=(parse_timestamp(str(u["lidClosedAt"]))
+                                       if u.get("lidClosedAt") else None),
+                        routing=[_routing_from_json(s) for s in u.get("routing", [])],
                         segments=[_segment_from_json(s) for s in u.get("segments", [])],
                     )
                     for u in data["users"]
@@ -275,6 +328,33 @@ class SimOrg:
             raise ValueError(f"not a simulator scenario: {err!r}") from err
 
 
+def _derived_routing(user: SimUser, segment: SimSegment, now: datetime) -> list[SimSegment]:
+    """Routing status records of one presence segment (see SimOrg.routing_between)."""
+    if segment.presence != "ON_QUEUE":
+        return [SimSegment(segment.start, segment.end, "OFF_QUEUE")]
+    stop = segment.end if segment.end is not None else max(now, segment.start)
+    closed = user.lid_closed_at
+    if closed is not None and closed <= segment.start:
+        return [SimSegment(segment.start, segment.end, "NOT_RESPONDING")]
+    rng = random.Random(f"{user.id}|{format_timestamp(segment.start)}")
+    records: list[SimSegment] = []
+    t, status = segment.start, "IDLE"
+    while t < stop:
+        if closed is not None and t >= closed:
+            records.append(SimSegment(t, segment.end, "NOT_RESPONDING"))
+            return records
+        # Waiting 1-8 minutes, then a call, chat or email of 4-20 minutes.
+        minutes = rng.uniform(1, 8) if status == "IDLE" else rng.uniform(4, 20)
+        next_t = min(t + timedelta(seconds=round(minutes * 60)), stop)
+        if closed is not None and t < closed < next_t:
+            next_t = closed
+        records.append(SimSegment(t, next_t, status))
+        t, status = next_t, "INTERACTING" if status == "IDLE" else "IDLE"
+    if records and segment.end is None:
+        records[-1].end = None  # the record in progress has no end yet
+    return records or [SimSegment(segment.start, segment.end, "IDLE")]
+
+
 def _segment_from_json(raw: Any) -> SimSegment:
     """Read a segment written as [start, end|null, presence] or {start, end, presence}."""
     if isinstance(raw, dict):
@@ -286,3 +366,10 @@ def _segment_from_json(raw: Any) -> SimSegment:
         end=None if end is None else parse_timestamp(str(end)),
         presence=normalise_presence(str(presence)),
     )
+
+
+def _routing_from_json(raw: Any) -> SimSegment:
+    """Read a routing record written as [start, end|null, status]."""
+    start, end, status = raw
+    return SimSegment(parse_timestamp(str(start)),
+                      None if end is None else parse_timestamp(str(end)), str(status).upper())

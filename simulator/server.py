@@ -62,6 +62,7 @@ class Fault:
     delay_seconds: float = 0.0
     permission: str = ""
     page_count: int = 1  # page_count only: the pageCount a listing announces instead
+    after: int = 0  # matching requests answered normally before the fault begins
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -329,6 +330,9 @@ class GenesysSimulator:
         with self._state:
             for index, fault in enumerate(self._faults):
                 if fault.applies_to(path):
+                    if fault.after > 0:
+                        fault.after -= 1
+                        return None
                     if fault.times is not None:
                         fault.times -= 1
                         if fault.times <= 0:
@@ -499,6 +503,8 @@ class GenesysSimulator:
                              correlation_id)
             return self._error(500, "internal.server.error", "The simulator failed",
                                correlation_id, rate_headers)
+        if payload is None:
+            return _Reply(204, b"", rate_headers)
         if announce is not None and isinstance(payload, dict) and "pageCount" in payload:
             payload["pageCount"] = announce
         return _json_reply(200, payload, rate_headers)

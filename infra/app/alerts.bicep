@@ -37,9 +37,13 @@ resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = {
 }
 
 // Every check records license.check.failed: 0 when it succeeded, 1 when it failed.
-// The query returns one row when no success was recorded in the window (summarize
-// without "by" returns a row even on no input), so the rule fires both when checks fail
-// and when none run at all (timer stopped, app down, settings broken).
+// The rule fires when the monitor has reported for more than 20 minutes and none of its checks
+// in the last 20 minutes succeeded: checks fail, or none run at all (timer stopped, app down,
+// settings broken). `summarize` without `by` returns one row even on no input, so "no check at
+// all" is seen too; `reported > 0` keeps a fresh deployment, which has not reported yet, from
+// raising a false alarm 20 minutes after `azd provision`. The query looks back over the
+// longest range a log search alert allows (two days): a monitor silent for longer drops out
+// of it and the alert resolves (the workbook still shows the gap).
 resource watchdog 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   name: '${namePrefix}-no-successful-check'
   location: location
@@ -47,19 +51,22 @@ resource watchdog 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   kind: 'LogAlert'
   properties: {
     displayName: 'License monitor: no successful check in 20 minutes'
-    description: 'No license.check.failed point with value 0 in the last 20 minutes: the monitor is failing or not running. See the workbook and the Function App logs.'
+    description: 'No license.check.failed point with value 0 in the last 20 minutes although the monitor has reported before: the monitor is failing or not running. See the workbook and the Function App logs.'
     severity: 1
     enabled: true
     scopes: [
       applicationInsightsId
     ]
     evaluationFrequency: 'PT5M'
-    windowSize: 'PT20M'
+    // The aggregation granularity: one of the sizes the service accepts (tests/infra/rules.py);
+    // the 20 minutes are in the query.
+    windowSize: 'PT15M'
+    overrideQueryTimeRange: 'P2D'
     autoMitigate: true
     criteria: {
       allOf: [
         {
-          query: 'customMetrics | where name == "license.check.failed" | summarize successes = countif(valueMin == 0) | where successes == 0'
+          query: 'customMetrics | where name == "license.check.failed" | summarize reported = count(), first_reported = min(timestamp), successes = countif(valueMin == 0 and timestamp > ago(20m)) | where reported > 0 and first_reported < ago(20m) and successes == 0'
           timeAggregation: 'Count'
           operator: 'GreaterThan'
           threshold: 0

@@ -1,4 +1,4 @@
-// The Function App on a Flex Consumption plan (Python 3.11) and all of its app settings.
+// The Function App on a Flex Consumption plan (Python 3.13) and all of its app settings.
 // Secrets are Key Vault references resolved by the platform with the user-assigned
 // identity (keyVaultReferenceIdentity); a secret that was not given is not set at all.
 // Flex Consumption takes the runtime from functionAppConfig: FUNCTIONS_WORKER_RUNTIME,
@@ -22,7 +22,13 @@ param keyVaultUri string
 param instanceMemoryMB int = 2048
 
 @description('The lowest maximum Flex Consumption accepts; one check runs at a time.')
+@minValue(40)
+@maxValue(1000)
 param maximumInstanceCount int = 40
+
+@description('Always-ready instances for the durable group (Microsoft\'s Durable Functions guidance for Flex Consumption).')
+@allowed([0, 1])
+param durableAlwaysReadyInstances int = 1
 
 @description('Settings the monitor reads (names as in the README "Settings"), all plain values.')
 param monitorSettings object
@@ -50,7 +56,10 @@ resource plan 'Microsoft.Web/serverfarms@2023-12-01' = {
 resource site 'Microsoft.Web/sites@2023-12-01' = {
   //checkov:skip=CKV_AZURE_222: The manual check (POST /api/license-check) is called from outside Azure and requires a function key; closing public access needs a virtual network and private endpoint this deployment does not create.
   //checkov:skip=CKV_AZURE_17: Callers authenticate with a function key; Flex Consumption does not support the platform certificate features, and a client certificate would lock out the manual check.
-  //checkov:skip=CKV_AZURE_212: Scaling to zero between checks is the point of the Consumption plan; a missed check is retried by the next one and caught by the watchdog alert, so always-ready instances would only add cost.
+  //checkov:skip=CKV_AZURE_212: The check counts App Service instances (siteConfig.numberOfWorkers); Flex Consumption scales by functionAppConfig instead, where one always-ready instance keeps the durable group warm (durableAlwaysReadyInstances) and the plan adds instances on demand.
+  //checkov:skip=CKV_AZURE_78: Flex Consumption has no FTP deployment: the package is deployed only to the blob container below, and `ftpsState` is on Microsoft's list of Flex Consumption deprecations (docs/deploy.md).
+  //checkov:skip=CKV_AZURE_18: HTTP/2 is a siteConfig option that Microsoft's Flex Consumption templates do not set; the app serves one POST endpoint over HTTPS (httpsOnly, TLS 1.2).
+  //checkov:skip=CKV_AZURE_67: Same reason as CKV_AZURE_18: Microsoft's Flex Consumption templates leave http20Enabled unset.
   //checkov:skip=CKV_AZURE_213: The app has no HTTP health endpoint to probe; the watchdog alert rule (no successful check in 20 minutes) watches what matters.
   name: functionAppName
   location: location
@@ -67,10 +76,10 @@ resource site 'Microsoft.Web/sites@2023-12-01' = {
     httpsOnly: true
     clientCertEnabled: false
     keyVaultReferenceIdentity: identityId
+    // Flex Consumption deprecates ftpsState, alwaysOn and the other App Service options
+    // (tests/infra/rules.py); Microsoft's Flex templates set neither ftpsState nor HTTP/2.
     siteConfig: {
       minTlsVersion: '1.2'
-      ftpsState: 'Disabled'
-      http20Enabled: true
     }
     functionAppConfig: {
       deployment: {
@@ -86,10 +95,17 @@ resource site 'Microsoft.Web/sites@2023-12-01' = {
       scaleAndConcurrency: {
         instanceMemoryMB: instanceMemoryMB
         maximumInstanceCount: maximumInstanceCount
+        alwaysReady: durableAlwaysReadyInstances == 0 ? [] : [
+          {
+            name: 'durable'
+            instanceCount: durableAlwaysReadyInstances
+          }
+        ]
       }
+      // The newest Python that Flex Consumption supports as GA (docs/deploy.md "Python").
       runtime: {
         name: 'python'
-        version: '3.11'
+        version: '3.13'
       }
     }
   }

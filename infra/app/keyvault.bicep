@@ -26,8 +26,6 @@ param graphClientSecret string = ''
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   //checkov:skip=CKV_AZURE_109: The Functions platform resolves Key Vault references over the vault's public endpoint (the app has no virtual network here); access is by Entra ID role (Key Vault Secrets User) only.
   //checkov:skip=CKV_AZURE_189: Same reason as CKV_AZURE_109: a vault without public network access needs virtual network integration and a private endpoint, which this deployment does not create.
-  //checkov:skip=CKV_AZURE_42: Soft delete is on (7 days); the check also asks for purge protection, left off for the reason given for CKV_AZURE_110.
-  //checkov:skip=CKV_AZURE_110: Purge protection would keep the vault name taken for the whole retention period after `azd down`, so the same environment could not be deployed again; soft delete (7 days) stays on.
   name: keyVaultName
   location: location
   tags: tags
@@ -38,8 +36,13 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
       name: 'standard'
     }
     enableRbacAuthorization: true
+    // Purge protection: nobody can destroy the secrets for good before the retention ends,
+    // not even by mistake. `azd down --purge` therefore leaves this vault soft-deleted for
+    // 7 days (the shortest retention); to deploy the same environment again within them,
+    // recover it first (`az keyvault recover`, docs/deploy.md "Remove").
     enableSoftDelete: true
     softDeleteRetentionInDays: 7
+    enablePurgeProtection: true
     enabledForDeployment: false
     enabledForDiskEncryption: false
     enabledForTemplateDeployment: false

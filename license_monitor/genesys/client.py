@@ -328,6 +328,8 @@ class GenesysClient:
         """The JSON body of a 2xx response, or the matching GenesysError."""
         status = response.status_code
         correlation_id = response.headers.get(CORRELATION_HEADER)
+        if status == 204:  # No Content: a DELETE done
+            return _Answer(body=None, correlation_id=correlation_id, status=status)
         if 200 <= status < 300:
             try:
                 body = response.json(object_hook=object_hook) if object_hook else response.json()
@@ -387,6 +389,13 @@ class GenesysClient:
         path = "/api/v2/organizations/me"
         return self._parse(self._call("GET", path), payloads.parse_organization, f"GET {path}")
 
+    def sign_out(self, user_id: str) -> None:
+        """End every session of a user: DELETE /api/v2/tokens/{userId} (oauth:token:delete).
+
+        The user's presence goes Offline and their concurrent license is freed.
+        """
+        self._call("DELETE", f"/api/v2/tokens/{_segment(user_id)}")
+
     def users_logged_in(self, start: datetime, end: datetime) -> frozenset[str]:
         """Users with any non-OFFLINE time in [start, end]: one org-wide aggregates query.
 
@@ -425,6 +434,24 @@ class GenesysClient:
     ) -> Iterator[PresenceSegment]:
         """Every primaryPresence record of users in `presences` (default: any but OFFLINE).
 
+        Pages as iter_details_pages() does.
+        """
+        pages = self.iter_details_pages(
+            start, end, presences=presences, page_size=page_size, parallel=parallel)
+        return (segment for page in pages for segment in page.segments)
+
+    def iter_details_pages(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        presences: Sequence[str] | None = None,
+        page_size: int = 100,
+        parallel: int = 1,
+    ) -> Iterator[payloads.DetailsPage]:
+        """Every page of the user details query for users in `presences` (default: any but
+        OFFLINE), with their presence and routing status records.
+
         Pages until an EMPTY page: a short page is not the end (the platform de-duplicates
         rows after paging) and totalHits is approximate. With parallel > 1, the pages that
         totalHits of page 1 announces (and the one after them) are fetched concurrently, then
@@ -453,7 +480,7 @@ class GenesysClient:
         presences: Sequence[str],
         page_size: int,
         parallel: int,
-    ) -> Iterator[PresenceSegment]:
+    ) -> Iterator[payloads.DetailsPage]:
         def fetch(number: int) -> payloads.DetailsPage:
             return self._details_page(start, end, presences, page_size, number)
 
@@ -461,7 +488,7 @@ class GenesysClient:
         first = fetch(1)
         if first.rows == 0:
             return
-        yield from first.segments
+        yield first
         announced = math.ceil(first.total_hits / page_size) if first.total_hits else None
         limit = _page_limit(announced)
         previous = _details_ids(first)
@@ -475,7 +502,7 @@ class GenesysClient:
                     if page.rows == 0:
                         return
                     previous = _check_new_page(path, number, _details_ids(page), previous)
-                    yield from page.segments
+                    yield page
             next_number = announced + 2
         # Past what totalHits announced: one page at a time until an empty one.
         while True:
@@ -484,7 +511,7 @@ class GenesysClient:
             if page.rows == 0:
                 return
             previous = _check_new_page(path, next_number, _details_ids(page), previous)
-            yield from page.segments
+            yield page
             next_number += 1
 
     def _iter_listing_pages(

@@ -48,6 +48,19 @@ class PresenceSegment:
 
 
 @dataclass(frozen=True, slots=True)
+class RoutingSegment:
+    """One routingStatus record of a user (user details query); end is None while current.
+
+    Statuses: OFF_QUEUE, IDLE (on queue, waiting), INTERACTING, COMMUNICATING, NOT_RESPONDING.
+    """
+
+    user_id: str
+    start: datetime
+    end: datetime | None
+    status: str  # upper case, e.g. "OFF_QUEUE", "INTERACTING"
+
+
+@dataclass(frozen=True, slots=True)
 class User:
     """One entity of GET /api/v2/users; None for an expand the platform did not return."""
 
@@ -57,6 +70,7 @@ class User:
     role_names: tuple[str, ...] | None = None
     group_ids: tuple[str, ...] | None = None
     presence: str | None = None
+    division: str = ""  # the division's name ("" when the platform gave none)
 
 
 @dataclass(frozen=True, slots=True)

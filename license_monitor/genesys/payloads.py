@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +16,7 @@ from license_monitor.genesys.models import (
     NamedEntity,
     Organization,
     PresenceSegment,
+    RoutingSegment,
     User,
     UserLicenses,
     format_interval,
@@ -61,6 +62,7 @@ class DetailsPage:
     rows: int
     segments: list[PresenceSegment]
     total_hits: int | None
+    routing: list[RoutingSegment] = field(default_factory=list)
 
 
 def _object(value: Any, what: str) -> dict[str, Any]:
@@ -215,10 +217,11 @@ def parse_logged_in_users(body: Any) -> frozenset[str]:
 
 
 def parse_details_page(body: Any) -> DetailsPage:
-    """User details response -> every primaryPresence record of every row on the page."""
+    """User details response -> every primaryPresence and routingStatus record on the page."""
     response = _object(body, "details response")
     rows = _list(response.get("userDetails") or [], "userDetails")
     segments: list[PresenceSegment] = []
+    routing: list[RoutingSegment] = []
     for row in rows:
         row_obj = _object(row, "userDetails row")
         user_id = _text(row_obj, "userId", "userDetails row")
@@ -240,10 +243,26 @@ def parse_details_page(body: Any) -> DetailsPage:
                     ),
                 )
             )
+        for record in _list(row_obj.get("routingStatus") or [], "routingStatus"):
+            record_obj = _object(record, "routingStatus record")
+            end = (
+                _timestamp(record_obj, "endTime", "routingStatus record")
+                if record_obj.get("endTime") is not None
+                else None
+            )
+            routing.append(
+                RoutingSegment(
+                    user_id=user_id,
+                    start=_timestamp(record_obj, "startTime", "routingStatus record"),
+                    end=end,
+                    status=_text(record_obj, "routingStatus", "routingStatus record").upper(),
+                )
+            )
     return DetailsPage(
         rows=len(rows),
         segments=segments,
         total_hits=_optional_int(response.get("totalHits"), "totalHits"),
+        routing=routing,
     )
 
 
@@ -301,6 +320,8 @@ def parse_user(entity: dict[str, Any], expand: Collection[str]) -> User:
         group_ids = tuple(
             parse_entity_id(_object(group, "group")) for group in _list(entity["groups"], "groups")
         )
+    division = entity.get("division")
+    division_name = division.get("name") if isinstance(division, dict) else None
     return User(
         id=parse_entity_id(entity),
         name=name if isinstance(name, str) else "",
@@ -308,6 +329,7 @@ def parse_user(entity: dict[str, Any], expand: Collection[str]) -> User:
         role_names=role_names,
         group_ids=group_ids,
         presence=presence,
+        division=division_name if isinstance(division_name, str) else "",
     )
 
 

@@ -162,6 +162,7 @@ class AlertStore:
         check_id: str | None = None,
         quiet_hours: tuple[Sequence[QuietWindowLike], str] = ((), "UTC"),
         trusted_until: datetime | None = None,
+        claimed_at: datetime | None = None,
     ) -> Evaluation:
         """Decide on `outcome`, save the new state and claim what this caller must send.
 
@@ -172,6 +173,7 @@ class AlertStore:
         `quiet_hours` (windows, zone) do not count towards giving up on a notification.
         Checks this process could not record (note_unrecorded) are counted first; a state
         stamped after `trusted_until` (a clock that ran fast) is repaired (alerting.decide).
+        Claims hold their lease from `claimed_at` (the wall time now), when later than `now`.
 
         `check_id` names the check (one per orchestration, kept in its history): the same check
         evaluated again (a retried activity whose first write committed, its answer lost) gets
@@ -209,7 +211,8 @@ class AlertStore:
                 for channel, event in notices]
             outbox, to_send = self._outbox.claim(row.outbox, outgoing, wanted, now,
                                                  (decision.state, policy), quiet=quiet,
-                                                 check_id=check_id, quiet_hours=quiet_hours)
+                                                 check_id=check_id, quiet_hours=quiet_hours,
+                                                 claimed_at=claimed_at)
             row.state, row.outbox, row.rejections = decision.state, outbox, rejections
             decided = (previous.last_checked_at is None or now > previous.last_checked_at
                        or (trusted_until is not None and previous.last_checked_at > trusted_until))

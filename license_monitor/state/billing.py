@@ -25,7 +25,7 @@ from azure.data.tables import UpdateMode
 from license_monitor.billing import Histogram, MinuteRecord, merge_minutes
 from license_monitor.state.table import WRITE_ATTEMPTS, StateTable, guarded, pack, unpack
 from license_monitor.times import format_precise, minute_key, parse_minute_key, parse_time, utc
-from license_monitor.usage import MINUTE_MS, MinuteProfile
+from license_monitor.usage import MINUTE, MINUTE_MS, MinuteProfile
 
 MINUTES = "minutes"
 HISTOGRAM_ROW = "histogram"
@@ -121,32 +121,124 @@ class BillingLedger:
         self, period_start: date, minutes: Mapping[datetime, MinuteProfile],
         measured_at: datetime,
     ) -> BillingSummary:
-        """Replace the stored minutes with these (a rebuild) and recount the period from its
-        rows: the stored figures become what was measured, never the higher of the two."""
-        table = self._table
+        """Replace the stored minutes of the span these minutes cover (a rebuild: from the
+        first to the last of them) and only that span's share of the period's histogram: the
+        stored figures of the span become what was measured, never the higher of the two, and
+        the rest of the period (days whose rows retention purged included) stays as counted.
+        A span from the period's first day recounts the period (its purged rows included).
+
+        Raises:
+            ValueError: the span begins mid-period among rows retention has purged.
+        """
         partition = self._partition(period_start)
-        measured = {minute: MinuteRecord(profile, utc(measured_at))
+        measured = {utc(minute): MinuteRecord(profile, utc(measured_at))
                     for minute, profile in minutes.items()}
+        if not measured:
+            return self.summary(period_start)
+        first = min(measured)
+        begins = datetime.combine(period_start, clock_time(), UTC)
+        if first <= begins:
+            return self._recount(partition, period_start, measured)
+        histogram, _ = self._read_histogram(partition)
+        with self._table.translate("reading billing minutes"):
+            keys = [parse_minute_key(str(row["RowKey"]))
+                    for row in self._table.client.query_entities(
+                        "PartitionKey eq @pk and RowKey ne @histogram",
+                        parameters={"pk": partition, "histogram": HISTOGRAM_ROW},
+                        select=["RowKey"])]
+        if len(keys) < histogram.minutes_recorded and (not keys or first < min(keys)):
+            # Retention purged rows this span may cover: their share of the histogram is not
+            # known any more, so replacing them would count those minutes twice.
+            earliest = "" if not keys else f" before {format_precise(min(keys))}"
+            raise ValueError(
+                f"the minute rows of this period{earliest} were purged by retention "
+                f"(RETENTION_DAYS): rebuild from the period's first day "
+                f"(--since {period_start.isoformat()}) or from a later day")
+        batch: dict[datetime, MinuteRecord] = {}
+        for minute in sorted(measured):
+            # A batch spans at most MAX_BATCH_ROWS minutes: one operation per minute at most
+            # (write or delete), and the histogram, in one transaction.
+            if batch and minute - min(batch) >= MAX_BATCH_ROWS * MINUTE:
+                histogram = self._replace_batch(partition, batch)
+                batch = {}
+            batch[minute] = measured[minute]
+        if batch:
+            histogram = self._replace_batch(partition, batch)
+        return BillingSummary(period_start, histogram)
+
+    def _recount(
+        self, partition: str, period_start: date, measured: Mapping[datetime, MinuteRecord],
+    ) -> BillingSummary:
+        """Replace the period's minutes from its first day to the last measured one, and
+        recount its histogram: those minutes as measured plus the rows stored after them."""
+        table = self._table
+        last = max(measured)
         for _ in range(WRITE_ATTEMPTS):
-            _, _, etag = self._read_histogram_row(partition)
+            _, last_minute, etag = self._read_histogram_row(partition)
             with table.translate("reading billing minutes"):
                 stored = {parse_minute_key(str(row["RowKey"])): _record_of(row)
                           for row in table.client.query_entities(
                               "PartitionKey eq @pk and RowKey ne @histogram",
                               parameters={"pk": partition, "histogram": HISTOGRAM_ROW})}
-            changed = sorted(minute for minute, record in measured.items()
-                             if minute not in stored or stored[minute].profile != record.profile)
-            rows = [self._minute_entity(partition, minute, measured[minute]) for minute in changed]
-            for start in range(0, len(rows), MAX_BATCH_ROWS + 1):
-                table.commit_batch(rows[start : start + MAX_BATCH_ROWS + 1], "rebuilding billing")
-            stored.update((minute, measured[minute]) for minute in changed)
+            operations: list[Any] = [
+                self._minute_entity(partition, minute, record)
+                for minute, record in sorted(measured.items())
+                if minute not in stored or stored[minute].profile != record.profile]
+            operations += [
+                ("delete", {"PartitionKey": partition, "RowKey": minute_key(minute)})
+                for minute in sorted(stored) if minute <= last and minute not in measured]
+            for start in range(0, len(operations), MAX_BATCH_ROWS + 1):
+                table.commit_batch(operations[start : start + MAX_BATCH_ROWS + 1],
+                                   "rebuilding billing")
             histogram = Histogram()
-            for record in stored.values():
+            for _, record in (*measured.items(),
+                                   *((m, r) for m, r in stored.items() if m > last)):
                 histogram = histogram.plus(Histogram.of_minute(record.profile))
-            last = minute_key(max(stored)) if stored else ""
-            entity = self._histogram_entity(partition, histogram, last)
+            entity = self._histogram_entity(partition, histogram,
+                                            max(last_minute, minute_key(last)))
             if table.commit_batch([guarded(entity, etag)], "rebuilding billing"):
                 return BillingSummary(period_start, histogram)
+        raise table.kept_changing("the billing minutes")
+
+    def _replace_batch(self, partition: str, batch: Mapping[datetime, MinuteRecord]) -> Histogram:
+        """Replace the minutes from the batch's first to its last, and their share of the
+        histogram, in one ETag-guarded transaction."""
+        table = self._table
+        first, last = min(batch), max(batch)
+        for _ in range(WRITE_ATTEMPTS):
+            histogram, last_minute, etag = self._read_histogram_row(partition)
+            with table.translate("reading billing minutes"):
+                stored = {parse_minute_key(str(row["RowKey"])): _record_of(row)
+                          for row in table.client.query_entities(
+                              "PartitionKey eq @pk and RowKey ge @low and RowKey le @high",
+                              parameters={"pk": partition, "low": minute_key(first),
+                                          "high": minute_key(last)})}
+            delta = Histogram()
+            operations: list[Any] = []
+            for minute in sorted(batch.keys() | stored.keys()):
+                old, new = stored.get(minute), batch.get(minute)
+                if old is not None and new is not None and old.profile == new.profile:
+                    continue
+                if old is not None:
+                    delta = delta.plus(Histogram.of_minute(old.profile, -1))
+                if new is not None:
+                    delta = delta.plus(Histogram.of_minute(new.profile))
+                    operations.append(self._minute_entity(partition, minute, new))
+                else:  # a stored minute inside the span that was not measured again
+                    operations.append(("delete", {"PartitionKey": partition,
+                                                  "RowKey": minute_key(minute)}))
+            if not operations:
+                return histogram
+            try:
+                updated = histogram.plus(delta, strict=True)
+            except ValueError:
+                if self._read_histogram(partition)[1] != etag:
+                    continue  # another writer between our two reads: read again
+                raise
+            entity = self._histogram_entity(partition, updated,
+                                            max(last_minute, minute_key(last)))
+            if table.commit_batch([*operations, guarded(entity, etag)], "rebuilding billing"):
+                return updated
         raise table.kept_changing("the billing minutes")
 
     def unmeasured(self) -> tuple[datetime, datetime] | None:

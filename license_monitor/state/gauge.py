@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,6 +26,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables import EdmType, EntityProperty, TableTransactionError, UpdateMode
 
+from license_monitor.deadline import ContextThreadPoolExecutor
 from license_monitor.gauge import (
     KEEP,
     Entry,
@@ -154,7 +154,7 @@ class PresenceGauge:
 
     def _counters(self, shards: Iterable[int] = range(SHARDS)) -> dict[int, _Counter]:
         wanted = list(shards)
-        with ThreadPoolExecutor(max_workers=len(wanted) or 1) as pool:
+        with ContextThreadPoolExecutor(max_workers=len(wanted) or 1) as pool:
             return dict(zip(wanted, pool.map(self._counter, wanted), strict=True))
 
     def read(self) -> GaugeReading | None:
@@ -245,7 +245,7 @@ class PresenceGauge:
             by_shard.setdefault(shard_of(event.user_id), []).append((event, role))
         if not by_shard:
             return Applied(0, stale, ignored, False, None)
-        with ThreadPoolExecutor(max_workers=len(by_shard)) as pool:
+        with ContextThreadPoolExecutor(max_workers=len(by_shard)) as pool:
             done = list(pool.map(lambda item: self._apply_shard(*item), by_shard.items()))
         applied = sum(written for written, _, _ in done)
         stale += sum(skipped for _, skipped, _ in done)
@@ -297,7 +297,7 @@ class PresenceGauge:
         for user_id in logged_in:
             if roster.in_pool(user_id):
                 exact[shard_of(user_id)].add(user_id)
-        with ThreadPoolExecutor(max_workers=SHARDS) as pool:
+        with ContextThreadPoolExecutor(max_workers=SHARDS) as pool:
             results = list(pool.map(
                 lambda shard: self._reconcile_shard(shard, exact[shard], roster, at_ms),
                 range(SHARDS)))

@@ -61,6 +61,7 @@ class Outbox:
         quiet: bool = False,
         check_id: str | None = None,
         quiet_hours: tuple[Sequence[QuietWindowLike], str] = ((), "UTC"),
+        claimed_at: datetime | None = None,
     ) -> tuple[list[dict[str, Any]], list[Notification]]:
         """Add new events (channels, payload) and claim what each lane still owes, one at a time.
 
@@ -70,7 +71,9 @@ class Outbox:
         gets a resolve before its trigger nor a stale backlog. Owed messages of a closed alert
         are given up after `give_up_after` of time outside `quiet_hours` (windows, zone); an open
         one never is. Claims go out oldest first: a channel's claims of one check are chained
-        (Notification.then) so they arrive in that order. A claim remembers its check.
+        (Notification.then) so they arrive in that order. A claim remembers its check. Its
+        lease runs from `claimed_at` (the wall time of the claim, on the check's clock) when
+        later than `now`: a check that spent its first minute catching up claims for as long.
         """
         _age(outbox, now, quiet_hours)
         known = {entry["id"] for entry in outbox}
@@ -89,6 +92,7 @@ class Outbox:
                 lane = (str(entry["payload"].get("alert_id")), str(entry["channel"]))
                 lanes.setdefault(lane, []).append(entry)
         claimed: list[dict[str, Any]] = []
+        lease_until = format_time(max(now, claimed_at or now) + self.lease)
         for (alert_id, channel), entries in lanes.items():
             if any(entry["status"] == "claimed" and not self.owed(entry, now)
                    for entry in entries):
@@ -97,7 +101,7 @@ class Outbox:
                                      now=now)
             if carrier is not None:
                 carrier.update(
-                    status="claimed", lease_until=format_time(now + self.lease),
+                    status="claimed", lease_until=lease_until,
                     attempts=carrier["attempts"] + 1, updated_at=format_time(now),
                     checked_at=format_check_time(now), check_id=check_id)
                 claimed.append(carrier)

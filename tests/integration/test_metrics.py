@@ -40,6 +40,7 @@ SUCCESSFUL = {
     "level": "critical",
     "billing": {"period_start": "2026-11-01", "billable_peak": 470, "seconds_over_capacity": 95},
     "gauge": {"drift": -3},
+    "idle": {"count": 14, "agents": 9, "admins": 5, "after_minutes": 60, "users": []},
     "events": ["escalation"],
     "notifications": [{"event": "escalation", "channel": "webhook", "delivered": True}],
 }
@@ -121,6 +122,7 @@ def test_successful_check_sends_each_figure_once_as_one_point(
         metrics.CHECK_FAILED: 0,
         metrics.ALERT_DELIVERED: 1,
         metrics.GAUGE_DRIFT: -3,
+        metrics.IDLE: 14,
     }
     assert set(values) == set(metrics.METRIC_NAMES)
     for name, point in sent.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import uuid
 from collections.abc import Callable, Iterator
@@ -437,7 +438,13 @@ def test_details_return_every_overlapping_segment_and_open_ones_without_end_time
         ("OFFLINE", "2026-11-26T11:50:00.000Z", None),
     ]
     assert "endTime" not in agent_2[1]
-    assert rows["u-agent-2"]["routingStatus"] == []
+    # On Queue alternates waiting (IDLE) and INTERACTING; logged out, the agent is OFF_QUEUE.
+    routing = rows["u-agent-2"]["routingStatus"]
+    assert {r["routingStatus"] for r in routing[:-1]} <= {"IDLE", "INTERACTING"}
+    assert (routing[-1]["routingStatus"], routing[-1]["startTime"]) == (
+        "OFF_QUEUE", "2026-11-26T11:50:00.000Z")
+    assert "endTime" not in routing[-1]
+    assert all(a["endTime"] == b["startTime"] for a, b in itertools.pairwise(routing))
     assert agent_2[0]["organizationPresenceId"] == "e08eaf1b-ee47-4fa9-a231-1200e284798f"
 
 
@@ -786,3 +793,65 @@ def test_scenario_round_trip_serves_the_same_org(
     api_b = Api(simulator(load_scenario(path)), http)
     query = {"interval": window(sim_now), "paging": {"pageSize": 100}}
     assert api_a.post(DETAILS, query).json() == api_b.post(DETAILS, query).json()
+
+
+# The official SDK's models (MyPureCloud platform-client-sdk, generated from Genesys's swagger):
+# AnalyticsRoutingStatusRecord {startTime, endTime, routingStatus, durationMilliseconds} with
+# RoutingStatusEnum OFF_QUEUE, IDLE, INTERACTING, NOT_RESPONDING, COMMUNICATING; a User's
+# `division` is a Division {id, name, selfUri}.
+SDK_ROUTING_RECORD_FIELDS = {"startTime", "endTime", "routingStatus", "durationMilliseconds"}
+SDK_ROUTING_STATUSES = {"OFF_QUEUE", "IDLE", "INTERACTING", "NOT_RESPONDING", "COMMUNICATING"}
+SDK_DIVISION_FIELDS = {"id", "name", "selfUri"}
+
+
+def test_routing_status_and_idle_people_follow_the_sdk_models_and_presence(
+    simulator: StartSim, http: requests.Session, generated_org: Callable[..., SimOrg],
+    sim_now: datetime,
+) -> None:
+    org = generated_org(600, seed=5, ghost_share=0.03)
+    api = Api(simulator(org), http)
+    body = details(api, format_interval(sim_now - timedelta(hours=12), sim_now),
+                   paging={"pageSize": 100, "pageNumber": 1})
+    ghosts = {user.id for user in org.users if user.lid_closed_at is not None}
+    assert ghosts  # the seed's ghosts closed the lid
+    long_available = long_away = 0
+    for row in body["userDetails"]:
+        routing = row["routingStatus"]
+        assert routing, row["userId"]
+        for record in routing:
+            assert set(record) <= SDK_ROUTING_RECORD_FIELDS
+            assert record["routingStatus"] in SDK_ROUTING_STATUSES
+        for before, after in itertools.pairwise(routing):
+            assert before["endTime"] == after["startTime"]
+            assert before["routingStatus"] != after["routingStatus"]  # one record per status
+        presence = [(parse_timestamp(p["startTime"]),
+                     parse_timestamp(p["endTime"]) if "endTime" in p else sim_now,
+                     p["systemPresence"]) for p in row["primaryPresence"]]
+        for record in routing:
+            start = parse_timestamp(record["startTime"])
+            during = next(p for s, e, p in presence if s <= start < e)
+            # Waiting, interacting or not responding happen On Queue only.
+            assert (record["routingStatus"] == "OFF_QUEUE") == (during != "ON_QUEUE")
+            if record["routingStatus"] == "NOT_RESPONDING":
+                assert row["userId"] in ghosts
+        for start, end, name in presence:
+            if end - start >= timedelta(hours=1):
+                long_available += name == "AVAILABLE"
+                long_away += name == "AWAY"
+    # Agents off queue and staff away for an hour or more.
+    assert long_available > 0
+    assert long_away > 0
+    users = api.get("/api/v2/users", pageSize=500, pageNumber=1).json()["entities"]
+    assert all(set(user["division"]) == SDK_DIVISION_FIELDS for user in users)
+
+
+def test_deleting_a_users_tokens_logs_them_out_now(api: Api, sim_now: datetime) -> None:
+    response = api.http.delete(f"{api.sim.api_url}/api/v2/tokens/u-agent-1", timeout=5,
+                               headers={"Authorization": f"Bearer {api.token}"})
+    assert (response.status_code, response.content) == (204, b"")
+    org = api.sim.org
+    assert org.current_presence(org.user("u-agent-1")) == "OFFLINE"
+    assert org.user("u-agent-1").signed_out == [sim_now]
+    missing = api.http.delete(f"{api.sim.api_url}/api/v2/tokens/nobody", timeout=5,
+                              headers={"Authorization": f"Bearer {api.token}"})
+    assert missing.status_code == 404

@@ -243,12 +243,15 @@ def test_storage_and_telemetry_need_an_identity() -> None:
     assert app_settings()["AZURE_CLIENT_ID"] == ["identityClientId"]
 
 
-def test_the_app_is_flex_consumption_python_3_11() -> None:
+def test_the_app_is_flex_consumption_python_3_13() -> None:
     function = parsed("app/function.bicep")["resources"]
     plan = resource_config(function["plan"])
     assert plan["sku"] == {"tier": "FlexConsumption", "name": "FC1"}
-    runtime = resource_config(function["site"])["properties"]["functionAppConfig"]["runtime"]
-    assert runtime == {"name": "python", "version": "3.11"}
+    config = resource_config(function["site"])["properties"]["functionAppConfig"]
+    assert config["runtime"] == {"name": "python", "version": "3.13"}
+    # Durable Functions on Flex Consumption: the durable group keeps one instance ready.
+    assert "'durable'" in (INFRA / "app" / "function.bicep").read_text(encoding="utf-8")
+    assert parsed("main.bicep")["parameters"]["durableAlwaysReadyInstances"]["default"] == 1
 
 
 def alert_rules() -> dict[str, dict[str, Any]]:
@@ -296,14 +299,17 @@ def test_every_workbook_placeholder_is_filled_by_the_template() -> None:
 
 def test_the_watchdog_fires_when_no_check_succeeded_for_20_minutes() -> None:
     watchdog = resource_config(alert_rules()["watchdog"])["properties"]
-    assert watchdog["windowSize"] == "PT20M"
+    # The service's granularity (PT20M is refused); the 20 minutes are in the query, which
+    # looks back two days to tell a monitor that stopped from one that never reported.
+    assert (watchdog["windowSize"], watchdog["overrideQueryTimeRange"]) == ("PT15M", "P2D")
     (criterion,) = watchdog["criteria"]["allOf"]
     query = criterion["query"]
     assert '"license.check.failed"' in query
-    assert "valueMin == 0" in query
-    # The query returns a row exactly when there was no success; any row fires.
+    assert "countif(valueMin == 0 and timestamp > ago(20m))" in query
+    # The query returns a row exactly when there was no success; any row fires. A fresh
+    # deployment, with nothing reported yet, is no failure.
     assert "summarize" in query
-    assert "where successes == 0" in query
+    assert "where reported > 0 and first_reported < ago(20m) and successes == 0" in query
     assert (criterion["timeAggregation"], criterion["operator"], criterion["threshold"]) == (
         "Count", "GreaterThan", 0)
     assert watchdog["actions"]["actionGroups"]
@@ -322,8 +328,11 @@ def test_azd_asks_only_for_what_has_no_default() -> None:
     assert set(mapped) <= set(parameters)
     prompted = {name for name, parameter in parameters.items()
                 if parameter["default"] is None and name not in mapped}
-    # README "Deploy" lists exactly these as the questions `azd up` asks.
     assert prompted == {"genesysClientId", "genesysClientSecret", "licenseCapacity", "alertEmail"}
+    # docs/deploy.md "What it asks" lists exactly these as the questions `azd up` asks.
+    guide = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    asks = guide[guide.index("## What it asks"):guide.index("## What it creates")]
+    assert set(re.findall(r"^\| `(\w+)`", asks, flags=re.MULTILINE)) == prompted
 
 
 def readme_section(heading: str) -> str:

@@ -10,8 +10,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from license_monitor.genesys.models import PresenceSegment as _Segment
 from license_monitor.genesys.models import User
+from license_monitor.measure import pool_segments
 from license_monitor.roster import (
+    DEPARTED_KEPT,
     POOL_ALL_USERS,
     POOL_FROM_LICENSES,
     AgentRule,
@@ -162,3 +165,25 @@ def test_a_license_pattern_matching_no_license_in_use_is_an_error_not_zero() -> 
     roster = build_roster(users, licenses, {"u1"}, re.compile(r"(?i)^cx_premium"),
                           datetime(2026, 11, 26, tzinfo=UTC))
     assert roster.agents == frozenset({"u1"})
+
+
+def test_a_roster_remembers_who_left_the_pool_and_billing_counts_them_until_then() -> None:
+    t0 = datetime(2026, 11, 26, 8, tzinfo=UTC)
+    old = Roster(t0, "licenses", frozenset({"a", "leaver"}), frozenset({"b"}), frozenset())
+    new = Roster(t0 + timedelta(hours=1), "licenses", frozenset({"a"}), frozenset({"b"}),
+                 frozenset({"leaver"})).succeeding(old)
+    assert dict(new.departed) == {"leaver": t0 + timedelta(hours=1)}
+    assert Roster.from_dict(new.to_dict()).departed == new.departed
+    later = Roster(t0 + DEPARTED_KEPT + timedelta(hours=1), "licenses", frozenset({"a"}),
+                   frozenset(), frozenset()).succeeding(new)
+    assert dict(later.departed) == {"b": later.built_at}  # the leaver forgotten after a day
+
+    segments = [
+        _Segment("leaver", t0 - timedelta(hours=1), None, "AVAILABLE"),  # clipped
+        _Segment("leaver", t0 + timedelta(hours=2), None, "AVAILABLE"),  # after: not
+        _Segment("a", t0, None, "AVAILABLE"),
+        _Segment("stranger", t0, None, "AVAILABLE"),
+    ]
+    kept = pool_segments(segments, new)
+    assert [(s.user_id, s.end) for s in kept] == [
+        ("leaver", t0 + timedelta(hours=1)), ("a", None)]

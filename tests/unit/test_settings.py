@@ -204,6 +204,7 @@ INTEGER_RANGES = {
     "HISTORY_RETENTION_DAYS": (1, 365),
     "CHECK_TIMEOUT_SECONDS": (10, 600),
     "GAUGE_CHECK_MIN_INTERVAL_SECONDS": (10, 3600),
+    "IDLE_AFTER_MINUTES": (1, 1440),
 }
 URL_SETTINGS = (
     "GENESYS_API_URL", "GENESYS_LOGIN_URL", "STATE_ACCOUNT_URL", "ALERT_LINK_URL",
@@ -394,3 +395,20 @@ def test_long_values_are_shortened_in_messages(overrides: dict[str, str]) -> Non
     [line] = problems(**overrides)
     assert len(line) < 250
     assert "\u2026" in line
+
+
+@pytest.mark.parametrize("schedule", [
+    "0 */5 * * * 1-5", "0 0 9 * * Mon", "0 */5 * */2 * *", "0 0 0 1 * *", "0 0 0 * 1-6 *"])
+def test_a_schedule_that_skips_days_is_refused_with_one_sentence(schedule: str) -> None:
+    [line] = problems(MONITOR_SCHEDULE=schedule)
+    assert line.startswith("MONITOR_SCHEDULE must run every day")
+    assert "more than 24 hours apart would leave minutes unmeasured" in line
+
+
+@pytest.mark.parametrize(("schedule", "window"), [
+    ("0 */5 * * * *", "5"), ("0 */15 * * * *", "15"), ("0 0 * * * *", "15"),
+    ("0 0 9-17 * * *", "60"), ("0 0 0 * * *", "5"), ("0 */5 * * * *", "60")])
+def test_every_daily_schedule_and_window_pair_is_accepted(schedule: str, window: str) -> None:
+    # The billing ledger is one contiguous span whatever the pair: none can leave a gap.
+    settings = parse(MONITOR_SCHEDULE=schedule, WINDOW_MINUTES=window)
+    assert settings.monitor_schedule == schedule
