@@ -882,7 +882,8 @@ def test_every_figure_of_a_state_survives_json() -> None:
         level="critical", episode_id="breach-20261126T110000Z", episode_started_at=EPISODE_START,
         escalated=True, last_notified_at=NOW, consecutive_failures=2, failing_notified=True,
         last_error="x", last_usage=full, failing_since=EPISODE_START, last_checked_at=NOW,
-        overage_period="2026-11-01", overage_peak=507)
+        overage_period="2026-11-01", overage_peak=507,
+        overage_announced=(("2026-10-01", 502), ("2026-11-01", 507)))
     data = json.loads(json.dumps(state.to_dict()))
     assert data["last_usage"]["pool"] == "all_users"
     assert data["last_checked_at"] == "2026-11-26T12:00:00.000Z"
