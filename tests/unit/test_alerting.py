@@ -792,10 +792,10 @@ def test_missed_checks_at_or_before_the_last_decided_one_are_not_counted() -> No
     missed = [(NOW, CheckFailure(down)), (NOW - timedelta(minutes=5), CheckFailure(down)),
               (NOW + timedelta(minutes=10), CheckFailure(down))]  # the last one is "now"
 
-    back = decide(usage(300), state, policy, NOW + timedelta(minutes=10), missed=missed)
+    back = decide(CheckFailure(down), state, policy, NOW + timedelta(minutes=10), missed=missed)
 
-    assert names(back) == []
-    assert back.state.consecutive_failures == 0
+    assert names(back) == []  # only this check failed: one failure, not three
+    assert back.state.consecutive_failures == 1
     assert back.state.last_checked_at == NOW + timedelta(minutes=10)
 
 
@@ -1061,17 +1061,18 @@ def test_a_failure_announced_before_quiet_hours_gets_its_recovery_after() -> Non
 
 
 def test_a_reminder_released_after_quiet_hours_carries_the_current_figures() -> None:
-    policy = Policy(capacity=500, remind_every_minutes=5)
-    decisions = run_quietly([(461, False), (461, True), (465, False)], policy)
-    [reminder] = decisions[2].events
+    policy = Policy(capacity=500, remind_every_minutes=10)
+    decisions = run_quietly([(461, False), (461, True), (461, True), (465, False)], policy)
+    assert [names(d) for d in decisions] == [["breach"], [], [], ["reminder"]]
+    [reminder] = decisions[3].events
     assert (reminder.event, reminder.level, reminder.previous_level) == (
         "reminder", "warning", "warning")
     assert (reminder.usage, reminder.billing) == (usage(465), usage(465).billing)
-    assert reminder.occurred_at == NOW + timedelta(minutes=10)
+    assert reminder.occurred_at == NOW + timedelta(minutes=15)
     assert reminder.utilization_percent == 93.0
     assert reminder.message == ("465 of 500 concurrent licenses in use (93.0%), warning "
                                 "threshold 90%; breached since 12:00 UTC")
-    assert decisions[2].state.last_notified_at == NOW + timedelta(minutes=10)
+    assert decisions[3].state.last_notified_at == NOW + timedelta(minutes=15)
 
 
 def test_an_escalation_released_after_quiet_hours_carries_the_current_figures() -> None:
@@ -1201,3 +1202,69 @@ def test_overage_message_endings(figures: dict[str, int | None], ending: str) ->
 def test_no_overage_without_a_billing_period() -> None:
     no_period = replace(usage(400, billable_peak=507), period_start=None)
     assert names(decide(no_period, AlertState(), POLICY, NOW)) == []
+
+
+def test_a_breach_and_a_resolution_are_stamped_and_name_the_level_left() -> None:
+    breach = decide(usage(461), AlertState(), POLICY, NOW)
+    assert breach.state.last_notified_at == NOW
+    resolved = decide(usage(300), breached("critical", escalated=True), POLICY, NOW)
+    assert (resolved.events[0].previous_level, resolved.events[0].level) == ("critical", "ok")
+
+
+def test_utilization_in_an_alert_is_rounded_to_one_decimal() -> None:
+    policy = Policy(capacity=300)
+    [breach] = decide(usage(280, billable_peak=200), AlertState(), policy, NOW).events
+    assert breach.utilization_percent == 93.3
+
+
+def test_a_new_run_of_failures_gets_a_new_failure_alert_id() -> None:
+    policy = Policy(capacity=500, failure_alert_after=2)
+    decisions = run_quietly([(None, False), (300, False), (None, False), (None, False),
+                             (300, False)], policy)
+    assert [names(d) for d in decisions] == [
+        [], [], [], ["monitor_failing"], ["monitor_recovered"]]
+    failing, recovered = decisions[3].events[0], decisions[4].events[0]
+    assert failing.alert_id == recovered.alert_id == "failing-20261126T121000Z"
+    assert (recovered.previous_level, recovered.level) == ("unknown", "ok")
+    assert recovered.cause == "platform_unavailable"
+    assert decisions[4].state.failing_since is None
+
+
+def test_overage_held_and_raised_again_at_the_end_of_quiet_hours_is_sent_once() -> None:
+    decisions = run_steps([(usage(400, billable_peak=505), True),
+                           (usage(400, billable_peak=508), False)])
+    assert names(decisions[1]) == ["overage_locked_in"]
+    assert decisions[1].events[0].billing is not None
+    assert decisions[1].events[0].billing.billable_peak == 508
+
+
+def test_a_state_stamped_by_a_clock_running_fast_is_repaired() -> None:
+    ahead = replace(breached("warning"), last_checked_at=NOW + timedelta(hours=1))
+    decision = decide(usage(300), ahead, POLICY, NOW, trusted_until=NOW)
+    assert names(decision) == ["resolved"]
+    assert decision.state.last_checked_at == NOW
+    assert decision.state.level == "ok"
+    # At the trusted limit itself the stored time stands: the same check is not decided twice.
+    at_limit = replace(breached("warning"), last_checked_at=NOW)
+    repeated = decide(usage(300), at_limit, POLICY, NOW, trusted_until=NOW)
+    assert (names(repeated), repeated.state) == ([], at_limit)
+    # A state never checked needs no repair.
+    fresh = decide(usage(461), AlertState(), POLICY, NOW, trusted_until=NOW)
+    assert names(fresh) == ["breach"]
+
+
+def test_a_repeated_failed_check_reports_unknown() -> None:
+    first = decide(CheckFailure("x"), AlertState(), POLICY, NOW)
+    again = decide(CheckFailure("x"), first.state, POLICY, NOW)
+    assert (again.level, again.events) == ("unknown", ())
+
+
+def test_missed_checks_at_the_same_instant_count_once() -> None:
+    down = "Table Storage at 127.0.0.1:10002 could not be reached while saving the alert state"
+    state = decide(usage(300), AlertState(), POLICY, NOW).state
+    moment = NOW + timedelta(minutes=5)
+    missed = [(moment, CheckFailure(down)), (moment, CheckFailure(down + " again"))]
+    back = decide(CheckFailure(down), state, POLICY, NOW + timedelta(minutes=10), missed=missed)
+    assert names(back) == []
+    assert back.state.consecutive_failures == 2
+    assert back.state.failing_since == moment
