@@ -1268,3 +1268,29 @@ def test_missed_checks_at_the_same_instant_count_once() -> None:
     assert names(back) == []
     assert back.state.consecutive_failures == 2
     assert back.state.failing_since == moment
+
+
+def test_a_held_reminder_is_released_with_the_latest_figures_and_the_episode_start() -> None:
+    policy = Policy(capacity=300, remind_every_minutes=10)
+    yesterday = datetime(2026, 11, 25, 23, 0, tzinfo=UTC)
+    state = AlertState(level="warning", episode_id="breach-20261125T230000Z",
+                       episode_started_at=yesterday, last_notified_at=NOW)
+    state = decide(usage(280, billable_peak=200), state, policy, NOW + timedelta(minutes=10),
+                   quiet=True).state
+    [reminder] = decide(usage(281, billable_peak=250), state, policy,
+                        NOW + timedelta(minutes=15)).events
+    assert reminder.event == "reminder"
+    assert reminder.utilization_percent == 93.7
+    assert reminder.billing is not None
+    assert reminder.billing.billable_peak == 250
+    assert reminder.message == ("281 of 300 concurrent licenses in use (93.7%), warning "
+                                "threshold 90%; breached since 25 Nov 23:00 UTC")
+
+
+def test_a_warning_threshold_of_zero_is_named_as_the_problem() -> None:
+    with pytest.raises(ValueError, match="invalid alert policy") as raised:
+        Policy(capacity=10, warning_percent=0)
+    assert str(raised.value) == (
+        "invalid alert policy: the warning percent must be above 0 and at most the critical "
+        "percent (got warning 0, critical 95); the clear margin must be at least 0 and below "
+        "the warning percent (got 5)")
