@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -216,3 +218,28 @@ def test_billable_peak_never_falls_as_time_is_added(
     more = before.plus(by_minutes({level: minutes}))
     assert more.billable_peak >= before.billable_peak
     assert more.billable_peak_upper >= before.billable_peak_upper
+
+
+@pytest.fixture
+def machine_far_east(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process's local time zone is UTC+14 (Kiritimati), not the UTC test machines run."""
+    monkeypatch.setenv("TZ", "Pacific/Kiritimati")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("machine_far_east")
+def test_billing_periods_are_utc_whatever_the_machine_time_zone() -> None:
+    # 12:00 UTC on Oct 31 is already Nov 1 on the machine's clock: still October's period.
+    assert billing_period_start(datetime(2026, 10, 31, 12, 0, tzinfo=UTC), 1) == date(2026, 10, 1)
+    # A naive time is read as UTC, not as the machine's local time.
+    assert billing_period_start(datetime(2026, 11, 1, 5, 0), 1) == date(2026, 11, 1)
+
+
+def test_time_at_or_above_a_level_includes_the_level_itself() -> None:
+    histogram = Histogram({0: 1_000, 3: 2_000, 5: 4_000, 9: 8_000}, {9: 1})
+    assert histogram.ms_at_or_above(5) == 12_000
+    assert histogram.ms_at_or_above(6) == 8_000
+    assert histogram.ms_at_or_above(10) == 0
