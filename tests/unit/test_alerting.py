@@ -1294,3 +1294,21 @@ def test_a_warning_threshold_of_zero_is_named_as_the_problem() -> None:
         "invalid alert policy: the warning percent must be above 0 and at most the critical "
         "percent (got warning 0, critical 95); the clear margin must be at least 0 and below "
         "the warning percent (got 5)")
+
+
+def test_announced_overages_are_read_from_older_states_too() -> None:
+    current = AlertState.from_dict({"overage_announced": [["2026-10-01", "502"],
+                                                          ["2026-11-01", 507]]})
+    assert current.overage_announced == (("2026-10-01", 502), ("2026-11-01", 507))
+    older = AlertState.from_dict({"overage_period": "2026-11-01", "overage_peak": "507"})
+    assert older.overage_announced == (("2026-11-01", 507),)
+    assert AlertState.from_dict({"overage_period": "2026-11-01"}).overage_announced == ()
+    assert AlertState.from_dict({"overage_peak": 507}).overage_announced == ()
+
+
+def test_the_idle_holders_sentence_survives_json() -> None:
+    with_idle = replace(usage(461), idle="12 license holders have been idle for 30 days")
+    data = json.loads(json.dumps(with_idle.to_dict()))
+    assert data["idle"] == "12 license holders have been idle for 30 days"
+    assert Usage.from_dict(data) == with_idle
+    assert Usage.from_dict({**data, "idle": None}).idle is None

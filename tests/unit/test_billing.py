@@ -243,3 +243,28 @@ def test_time_at_or_above_a_level_includes_the_level_itself() -> None:
     assert histogram.ms_at_or_above(5) == 12_000
     assert histogram.ms_at_or_above(6) == 8_000
     assert histogram.ms_at_or_above(10) == 0
+
+
+def test_a_re_measured_minute_that_leaves_a_level_takes_it_out_of_the_histogram() -> None:
+    before = Histogram.of_minute(MinuteProfile({5: 60_000}))
+    _, delta = merge_minutes({minute(0): MinuteRecord(MinuteProfile({5: 60_000}), minute(1))},
+                             {minute(0): MinuteRecord(MinuteProfile({3: 60_000}), minute(2))})
+    after = before.plus(delta, strict=True)  # 5 goes to exactly zero: valid, not a mismatch
+    assert after == Histogram({3: 60_000}, {3: 1})
+    assert after.billable_peak_upper == 0
+    assert Histogram().plus(Histogram({5: 0}, {5: 0})) == Histogram()  # a zero adds nothing
+
+
+def test_a_histogram_below_zero_names_the_level_and_the_count() -> None:
+    with pytest.raises(ValueError, match="does not match") as raised:
+        by_minutes({5: 1}).plus(by_minutes({5: -2}), strict=True)
+    assert str(raised.value) == (
+        "the histogram would hold -60000 at level 5: it does not match the recorded minutes")
+
+
+def test_an_unchanged_minute_does_not_stop_the_merge_of_the_next_ones() -> None:
+    recorded = {minute(0): record(0, {5: 60_000}, 10)}
+    measured = {minute(0): record(0, {5: 60_000}, 20), minute(1): record(1, {7: 60_000}, 20)}
+    rows, delta = merge_minutes(recorded, measured)
+    assert rows == {minute(1): measured[minute(1)]}
+    assert delta == Histogram({7: 60_000}, {7: 1})
