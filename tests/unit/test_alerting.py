@@ -1312,3 +1312,24 @@ def test_the_idle_holders_sentence_survives_json() -> None:
     assert data["idle"] == "12 license holders have been idle for 30 days"
     assert Usage.from_dict(data) == with_idle
     assert Usage.from_dict({**data, "idle": None}).idle is None
+
+
+def test_an_overage_completed_in_an_ended_period_says_so() -> None:
+    ended = Billing("2026-10-01", 507, minutes_over_capacity=41)
+    figures = replace(usage(400, billable_peak=300), earlier=(ended,))
+    [overage] = decide(figures, AlertState(), POLICY, NOW).events
+    assert overage.alert_id == "overage-20261001"
+    assert overage.billing == ended
+    assert overage.message == (
+        "Billable peak of the period from 2026-10-01 (ended, its last minutes measured now) is "
+        "507 concurrent licenses, 7 over the 500 purchased; 41 minutes over capacity in the "
+        "period")
+
+
+def test_a_held_reminder_released_after_the_level_fell_names_the_level_now() -> None:
+    policy = Policy(capacity=500, remind_every_minutes=10)
+    start = breached("critical", escalated=True, notified=NOW - timedelta(minutes=60))
+    held = decide(usage(480), start, policy, NOW, quiet=True).state
+    [reminder] = decide(usage(440), held, policy, NOW + timedelta(minutes=5)).events
+    assert (reminder.event, reminder.level, reminder.previous_level) == (
+        "reminder", "warning", "warning")
