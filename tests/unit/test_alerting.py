@@ -1333,3 +1333,17 @@ def test_a_held_reminder_released_after_the_level_fell_names_the_level_now() -> 
     [reminder] = decide(usage(440), held, policy, NOW + timedelta(minutes=5)).events
     assert (reminder.event, reminder.level, reminder.previous_level) == (
         "reminder", "warning", "warning")
+
+
+def test_an_ended_period_without_overage_does_not_hide_the_current_one() -> None:
+    figures = replace(usage(400, billable_peak=507, minutes_over=41),
+                      earlier=(Billing("2026-10-01", 480),))
+    [overage] = decide(figures, AlertState(), POLICY, NOW).events
+    assert overage.alert_id == "overage-20261101"
+
+
+def test_a_breach_names_the_idle_license_holders() -> None:
+    idle = "12 license holders have been idle for 30 days"
+    [breach] = decide(replace(usage(461), idle=idle), AlertState(), POLICY, NOW).events
+    assert breach.message == ("461 of 500 concurrent licenses in use (92.2%), warning "
+                              f"threshold 90%; {idle}")
