@@ -1,6 +1,6 @@
 """What one license check costs as the organization grows: API calls, time, memory, storage.
 
-    .venv/bin/python -m benchmarks.check_cost             # the README table (about 25 minutes)
+    .venv/bin/python -m benchmarks.check_cost             # docs/scale-and-cost.md (about 25 min)
     .venv/bin/python -m benchmarks.check_cost --sizes 1000,10000 --naive-sizes 1000  # 2 minutes
     .venv/bin/python -m benchmarks.check_cost --sizes 20000:150 --naive-sizes "" --endpoints
 
@@ -14,8 +14,8 @@ the 14:00 shift change, the busiest window of the day): cold (empty table, no to
 that run's; the naive script (per-user calls, sequential, no cache, no rate limit) runs the same
 way, at the first moment, for the sizes in --naive-sizes.
 
-Printed: the results table (Markdown, as committed in the README), the API calls the formulas
-predict next to the measured ones, and with --endpoints the calls per endpoint.
+Printed: the results table (Markdown, as committed in docs/scale-and-cost.md), the API calls
+the formulas predict next to the measured ones, and with --endpoints the calls per endpoint.
 """
 
 from __future__ import annotations
@@ -71,16 +71,21 @@ class OrgFacts:
         """1 aggregates query + ceil(H/100) details pages + 1 page past them (H = rows)."""
         return 1 + max(1, math.ceil(window_users / DETAILS_PAGE) + (1 if window_users else 0))
 
+    def license_pages(self) -> int:
+        """The license listing: who is in the pool."""
+        return max(1, math.ceil(self.license_holders / LICENSES_PAGE))
+
     def roster_calls(self) -> int:
-        """The organization (its id keys the state) + users pages + license pages + queue
+        """The full roster, read in the background: users pages + license pages + queue
         pages + member pages of non-empty queues."""
-        return (1 + max(1, math.ceil(self.active_users / USERS_PAGE))
-                + max(1, math.ceil(self.license_holders / LICENSES_PAGE))
+        return (max(1, math.ceil(self.active_users / USERS_PAGE)) + self.license_pages()
                 + max(1, math.ceil(self.queues / QUEUES_PAGE)) + self.member_pages)
 
-    def cold_calls(self, window_users: int) -> int:
-        """Token + roster + the warm part."""
-        return 1 + self.roster_calls() + self.warm_calls(window_users)
+    def cold_calls(self, window_users: int, *, pool_read: bool) -> int:
+        """Token + the organization (its id keys the state) + the license listing when the
+        background roster was not built within the check's short wait + the warm part."""
+        return (2 + (self.license_pages() if pool_read else 0)
+                + self.warm_calls(window_users))
 
 
 def window_users(org: SimOrg, at: datetime) -> int:
@@ -166,6 +171,84 @@ def measure_size(size: Size, args: argparse.Namespace, connection: str) -> list[
     return results
 
 
+def max_per_minute(times: list[float]) -> int:
+    """The most requests the simulator answered in any rolling 60-second window."""
+    ordered = sorted(times)
+    best = start = 0
+    for end, moment in enumerate(ordered):
+        while ordered[start] <= moment - 60.0:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+def percentile(values: list[float], share: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
+
+
+def measure_series(size: Size, args: argparse.Namespace, connection: str) -> dict[str, Any]:
+    """One worker process running a cold check then args.series_checks warm ones, 5 minutes
+    apart (simulated), every setting at its default; the simulator counts every request."""
+    first = args.moments[0]
+    last = first + NEXT_CHECK * (args.series_checks + 1)
+    started = time.perf_counter()
+    org = generate_org(size.users, seed=args.seed, now=last, queues=size.queues)
+    facts = facts_of(org)
+    print(f"  series: {size.users:,} users generated in {time.perf_counter() - started:.1f} s",
+          file=sys.stderr, flush=True)
+    with GenesysSimulator(org, latency_seconds=args.latency,
+                          rate_limit_per_minute=args.platform_limit) as sim:
+        with sim.lock:
+            sim.org.now = first
+        spec = {
+            "api_url": sim.api_url, "client_id": sim.client_id,
+            "client_secret": sim.client_secret, "connection": connection,
+            "table": f"series{size.users}t{int(time.time())}", "budget": args.budget,
+            "capacity": max(1, facts.pool), "license_pattern": LICENSE_PATTERN,
+            "checked_at": first.isoformat(), "checks": args.series_checks,
+            "pace": args.series_pace,
+        }
+        result = probe("series", spec, timeout=args.series_checks * (args.series_pace + 120)
+                       + 1800)
+        answered = [request.at for request in sim.requests]
+    runs = result["runs"]
+    for run in runs:
+        print(f"  {run['checked_at'][11:16]} {run['wall_seconds']:6.2f} s {run['level']} "
+              f"split {run['split']} check calls {run['check_calls']} background "
+              f"{run['background_calls_during']}", file=sys.stderr, flush=True)
+    warm = runs[1:]
+    return {"size": size, "cold": runs[0], "warm": warm, "result": result,
+            "max_per_minute": max_per_minute(answered), "answered": len(answered),
+            "rate_limited_sim": sum(1 for request in sim.requests if request.status == 429)}
+
+
+def series_table(series: list[dict[str, Any]], budget: int) -> str:
+    """The series rows: the cold first check with the defaults, warm p99, the budget."""
+    lines = [
+        "| users | queues | cold first check (defaults) | cold calls | warm checks | "
+        "warm p50 s | warm p99 s | warm max s | checks while a refresh ran | split pending "
+        "| refreshes | requests in any minute (budget) | 429 |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for item in series:
+        cold, warm = item["cold"], item["warm"]
+        walls = [run["wall_seconds"] for run in warm]
+        exit_code = {"ok": 0, "warning": 1, "critical": 2}.get(str(cold["level"]), 3)
+        lines.append(
+            f"| {_n(item['size'].users)} | {item['size'].queues} "
+            f"| exit {exit_code}, {cold['wall_seconds']:.1f} s, split {cold['split']} "
+            f"| {_n(cold['check_calls'])} | {len(warm)} "
+            f"| {percentile(walls, 0.5):.2f} | {percentile(walls, 0.99):.2f} "
+            f"| {max(walls):.2f} "
+            f"| {sum(1 for run in warm if run['refreshing_at_start'] or run['refreshing_at_end'])} "
+            f"| {sum(1 for run in warm if run['split'] == 'pending')} "
+            f"| {item['result']['refreshes']} | {item['max_per_minute']} ({budget}) "
+            f"| {item['rate_limited_sim']} |")
+    return "\n".join(lines)
+
+
 def _n(value: float) -> str:
     return f"{value:,.0f}"
 
@@ -173,9 +256,9 @@ def _n(value: float) -> str:
 def table(results: list[dict[str, Any]]) -> str:
     """The Markdown results table."""
     lines = [
-        "| users | queues | at | check | online | window users | API calls | wall s | peak MB "
-        "| history B/check | table B/check | naive vs warm |",
-        "|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| users | queues | at | check | split | online | window users | API calls | wall s "
+        "| peak MB | history B/check | table B/check | naive vs warm |",
+        "|---:|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for item in results:
         size, runs = item["size"], item["runs"]
@@ -193,6 +276,7 @@ def table(results: list[dict[str, Any]]) -> str:
             history = "-" if mode == "naive" else _n(run["history_bytes"])
             lines.append(
                 f"| {_n(size.users)} | {size.queues} | {at:%H:%M} | {mode} "
+                f"| {run.get('split', 'known')} "
                 f"| {_n(run['now']['total'])} | {_n(item['window'][mode])} | {_n(run['calls'])} "
                 f"| {run['wall_seconds']:.2f} | {run['peak_rss_mb']:.0f} | {history} "
                 f"| {stored} | {ratio} |")
@@ -202,9 +286,10 @@ def table(results: list[dict[str, Any]]) -> str:
 def formula_table(results: list[dict[str, Any]], budget: int) -> str:
     """Predicted against measured API calls per check."""
     lines = [
-        "| users | queues | at | roster calls | cold predicted | cold measured "
+        "| users | queues | at | roster calls (background) | measured in background "
+        "| cold predicted | cold measured "
         "| warm predicted | warm measured | naive measured | naive at the budget |",
-        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for item in results:
         size, facts, runs, window = item["size"], item["facts"], item["runs"], item["window"]
@@ -213,7 +298,9 @@ def formula_table(results: list[dict[str, Any]], budget: int) -> str:
         naive_minutes = f"{naive['calls'] / budget:,.0f} min" if naive else "-"
         lines.append(
             f"| {_n(size.users)} | {size.queues} | {item['at']:%H:%M} | {facts.roster_calls()} "
-            f"| {facts.cold_calls(window['cold'])} | {runs['cold']['calls']} "
+            f"| {sum(runs[mode].get('background_calls', 0) for mode in ('cold', 'warm'))} "
+            f"| {facts.cold_calls(window['cold'], pool_read=runs['cold']['split'] == 'pending')} "
+            f"| {runs['cold']['calls']} "
             f"| {facts.warm_calls(window['warm'])} | {runs['warm']['calls']} "
             f"| {naive_calls} | {naive_minutes} |")
     return "\n".join(lines)
@@ -259,6 +346,13 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--timeout", type=float, default=900, help="seconds per check run")
     parser.add_argument("--endpoints", action="store_true", help="print calls per endpoint")
+    parser.add_argument("--series", default="",
+                        help="sizes to run a series of checks for in one worker process "
+                             "(every setting at its default), e.g. 10000,50000")
+    parser.add_argument("--series-checks", type=int, default=100,
+                        help="warm checks after the cold one in a series (default 100)")
+    parser.add_argument("--series-pace", type=float, default=60.0,
+                        help="real seconds between the starts of two checks of a series")
     args = parser.parse_args()
     args.platform_limit = args.platform_limit or None
     args.naive_sizes = {size.users for size in parse_sizes(args.naive_sizes, 1)}
@@ -270,18 +364,31 @@ def main() -> int:
     sizes = parse_sizes(args.sizes, args.users_per_queue)
 
     results = []
+    series = []
     with start_azurite() as azurite:
         for size in sizes:
             print(f"measuring {size.users:,} users ...", file=sys.stderr, flush=True)
             results += measure_size(size, args, azurite.connection_string)
+        for size in parse_sizes(args.series, args.users_per_queue):
+            print(f"series of {size.users:,} users ...", file=sys.stderr, flush=True)
+            series.append(measure_series(size, args, azurite.connection_string))
 
     print(f"Check cost: {args.latency * 1000:.0f} ms per request, budget {args.budget}/min, "
           f"platform limit {args.platform_limit or 'none'}/min, seed {args.seed}; each cold "
           "check is followed by a warm one 5 minutes later.")
-    print()
-    print(table(results))
-    print()
-    print(formula_table(results, args.budget))
+    if results:
+        print()
+        print(table(results))
+        print()
+        print(formula_table(results, args.budget))
+    if series:
+        print()
+        print(f"Series: a cold check then {args.series_checks} warm ones 5 minutes apart "
+              f"(simulated; one every {args.series_pace:g} s of real time), in one worker "
+              "process, every setting at its default (CHECK_TIMEOUT_SECONDS 120, "
+              "ROSTER_TTL_MINUTES 60); requests per minute as the simulator answered them.")
+        print()
+        print(series_table(series, args.budget))
     if args.endpoints:
         print()
         print(endpoints(results))

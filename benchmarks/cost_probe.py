@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.cost_probe check '<json spec>'
     .venv/bin/python -m benchmarks.cost_probe naive '<json spec>'
+    .venv/bin/python -m benchmarks.cost_probe series '<json spec>'
 
 benchmarks.check_cost starts this module once per measurement so that the peak memory it
 reports (ru_maxrss) belongs to that measurement alone; the simulator and Azurite run elsewhere.
@@ -10,6 +11,7 @@ The last line of stdout is one JSON object with the figures.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import resource
@@ -25,6 +27,7 @@ from azure.data.tables import TableClient
 from requests.adapters import HTTPAdapter
 
 from license_monitor import runtime
+from license_monitor.genesys import budget
 from license_monitor.genesys.client import GenesysClient
 from license_monitor.genesys.models import parse_timestamp
 from license_monitor.settings import Settings
@@ -45,21 +48,30 @@ class RequestLog:
     def __init__(self) -> None:
         self.by_endpoint: Counter[str] = Counter()
         self.statuses: Counter[int] = Counter()
+        self.background = 0  # the background roster refresh's, among them
 
     def __call__(self, response: requests.Response, *_args: Any, **_kwargs: Any) -> None:
         method = response.request.method or "?"
         self.by_endpoint[f"{method} {endpoint_of(urlsplit(response.url).path)}"] += 1
         self.statuses[response.status_code] += 1
+        if budget.in_background():  # the hook runs in the requesting thread's context
+            self.background += 1
 
     def reset(self) -> None:
         """Forget what was counted so far."""
         self.by_endpoint.clear()
         self.statuses.clear()
+        self.background = 0
 
     @property
     def calls(self) -> int:
         """Requests answered (token requests and retries included)."""
         return sum(self.by_endpoint.values())
+
+    @property
+    def check_calls(self) -> int:
+        """Requests of the check itself (not the background roster refresh)."""
+        return self.calls - self.background
 
 
 class WriteMeter:
@@ -130,7 +142,7 @@ def run_check(spec: dict[str, Any]) -> dict[str, Any]:
         "STATE_TABLE": spec["table"],
         "REQUEST_BUDGET_PER_MINUTE": str(spec["budget"]),
         # The longest deadline a check may have: a cold check at 50,000 users needs about five
-        # minutes of the 300/min budget (README "Scale and cost": set it so above ~15,000).
+        # minutes of the 300/min budget (docs/scale-and-cost.md "Measured": set so above ~15,000).
         "CHECK_TIMEOUT_SECONDS": "600",
     })
     meter = WriteMeter()
@@ -159,11 +171,19 @@ def run_check(spec: dict[str, Any]) -> dict[str, Any]:
         instance_id=singleton_id(settings.client_key))
     wall = time.perf_counter() - started
     output = result.output if isinstance(result.output, dict) else {}
+    check_calls, by_endpoint = log.check_calls, dict(log.by_endpoint)
+    # The roster refresh a cold check started goes on after it, as in a worker process: waited
+    # for here (not timed) so that the next, warm, run finds it stored.
+    refresh_started = time.perf_counter()
+    services.roster_refresh.wait()
     return {
+        "split": output.get("split", "known"),
+        "background_calls": log.background,
+        "refresh_seconds": time.perf_counter() - refresh_started,
         "status": result.runtime_status,
         "error": result.error or output.get("error"),
-        "calls": log.calls,
-        "by_endpoint": dict(log.by_endpoint),
+        "calls": check_calls,
+        "by_endpoint": by_endpoint,
         "rate_limited": log.statuses.get(429, 0),
         "wall_seconds": wall,
         "peak_rss_mb": peak_rss_mb(),
@@ -173,6 +193,83 @@ def run_check(spec: dict[str, Any]) -> dict[str, Any]:
         "now": output.get("concurrent", {}).get("now"),
         "peak": output.get("concurrent", {}).get("peak"),
         "window_distinct": output.get("window_distinct"),
+    }
+
+
+def run_series(spec: dict[str, Any]) -> dict[str, Any]:
+    """One worker process over `checks` + 1 checks 5 minutes apart (simulated), the first cold,
+    with every setting at its default (CHECK_TIMEOUT_SECONDS 120, ROSTER_TTL_MINUTES 60): the
+    roster's background refreshes run between and during the checks, as in a Function App.
+
+    Check i starts `pace` s (real time) after check i - 1 started, or when it ended if later;
+    the simulator's clock is moved to its time first (POST /_simulator/now).
+    """
+    from datetime import timedelta  # noqa: PLC0415
+
+    from function_app import app  # noqa: PLC0415
+    from orchestrators.replay_host import ReplayHost  # noqa: PLC0415
+    from orchestrators.starters import singleton_id  # noqa: PLC0415
+
+    settings = Settings.from_env({
+        "GENESYS_CLIENT_ID": spec["client_id"],
+        "GENESYS_CLIENT_SECRET": spec["client_secret"],
+        "GENESYS_API_URL": spec["api_url"],
+        "GENESYS_LOGIN_URL": spec["api_url"],
+        "LICENSE_CAPACITY": str(spec["capacity"]),
+        "STATE_CONNECTION": spec["connection"],
+        "STATE_TABLE": spec["table"],
+        "REQUEST_BUDGET_PER_MINUTE": str(spec["budget"]),
+    })
+    table = TableClient.from_connection_string(
+        spec["connection"], spec["table"], retry_total=3, connection_timeout=5, read_timeout=20)
+    state = StateStore(StateTable(table, settings.client_key, by_client=True))
+    log = RequestLog()
+    client = GenesysClient(
+        api_url=settings.api_url, login_url=settings.login_url, client_id=settings.client_id,
+        client_secret=settings.client_secret,
+        request_budget_per_minute=settings.request_budget_per_minute, session=counted_session(log))
+    services = runtime.Services(settings=settings, client=client, state=state,
+                                http=runtime.channel_session())
+    runtime.install(services)
+    clock_session = requests.Session()
+    first = parse_timestamp(spec["checked_at"])
+    runs = []
+    next_start = time.perf_counter()
+    for index in range(int(spec["checks"]) + 1):
+        checked_at = first + timedelta(minutes=5 * index)
+        clock_session.post(f"{spec['api_url']}/_simulator/now",
+                           json={"now": checked_at.isoformat()}, timeout=30).raise_for_status()
+        time.sleep(max(0.0, next_start - time.perf_counter()))
+        next_start = time.perf_counter() + float(spec["pace"])
+        refreshing = services.roster_refresh.running
+        calls_before, background_before = log.calls, log.background
+        services.clock = runtime.clock_from(checked_at)
+        started = time.perf_counter()
+        result = ReplayHost(app, clock=functools.partial(lambda moment: moment, checked_at)).run(
+            "license_check", {"dry_run": False, "trigger": "benchmark"},
+            instance_id=singleton_id(settings.client_key))
+        wall = time.perf_counter() - started
+        output = result.output if isinstance(result.output, dict) else {}
+        runs.append({
+            "checked_at": checked_at.isoformat(), "wall_seconds": wall,
+            "status": result.runtime_status, "level": output.get("level"),
+            "error": result.error or output.get("error"),
+            "split": output.get("split", "known"),
+            "now": (output.get("concurrent") or {}).get("now"),
+            "peak": (output.get("concurrent") or {}).get("peak"),
+            "refreshing_at_start": refreshing,
+            "refreshing_at_end": services.roster_refresh.running,
+            "check_calls": (log.calls - calls_before) - (log.background - background_before),
+            "background_calls_during": log.background - background_before,
+        })
+        print(f"  check {index} at {checked_at:%H:%M}: {wall:.2f} s, {output.get('level')}, "
+              f"split {runs[-1]['split']}, refresh running {services.roster_refresh.running}",
+              file=sys.stderr, flush=True)
+    return {
+        "status": "Completed", "error": None, "runs": runs, "calls": log.calls,
+        "background_calls": log.background,
+        "rate_limited": log.statuses.get(429, 0), "refreshes": services.roster_refresh.completed,
+        "refresh_error": services.roster_refresh.last_error, "peak_rss_mb": peak_rss_mb(),
     }
 
 
@@ -245,7 +342,8 @@ def main(argv: list[str]) -> int:
     """Run the measurement named by argv[0] with the JSON spec in argv[1]; print the result."""
     logging.basicConfig(level=logging.WARNING)
     kind, spec = argv[0], json.loads(argv[1])
-    result = run_check(spec) if kind == "check" else run_naive(spec)
+    runners = {"check": run_check, "naive": run_naive, "series": run_series}
+    result = runners[kind](spec)
     result["measured_at"] = datetime.now().astimezone().isoformat(timespec="seconds")
     print(json.dumps(result))
     return 0

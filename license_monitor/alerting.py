@@ -155,13 +155,14 @@ class Usage:
     """The figures a decision needs, from a successful check.
 
     `concurrent` is the window's exact concurrent peak (DESIGN.md §3), the figure levels use;
-    `agents` and `admins` split it. The billing figures are the period's so far, when known.
-    `pool` is the counting basis (CONCURRENT_POOL); every message says when it is every user.
+    `agents` and `admins` split it (None while the roster's classes are not built yet). The
+    billing figures are the period's so far, when known. `pool` is the counting basis
+    (CONCURRENT_POOL); every message says when it is every user.
     """
 
     concurrent: int
-    agents: int
-    admins: int
+    agents: int | None
+    admins: int | None
     window_distinct: int
     billable_peak: int | None = None
     period_start: str | None = None
@@ -204,8 +205,8 @@ class Usage:
         period = data.get("period_start")
         return cls(
             concurrent=int(data["concurrent"]),
-            agents=int(data["agents"]),
-            admins=int(data["admins"]),
+            agents=_optional_int(data.get("agents")),
+            admins=_optional_int(data.get("admins")),
             window_distinct=int(data["window_distinct"]),
             billable_peak=_optional_int(data.get("billable_peak")),
             period_start=None if period is None else str(period),
@@ -318,8 +319,8 @@ class AlertEvent:
         if payload.get("concurrent") is not None:
             usage = Usage(
                 concurrent=int(payload["concurrent"]),
-                agents=int(payload["agents"]),
-                admins=int(payload["admins"]),
+                agents=_optional_int(payload.get("agents")),
+                admins=_optional_int(payload.get("admins")),
                 window_distinct=int(payload["window_distinct"]),
                 billable_peak=_optional_int(payload.get("billable_peak")),
                 period_start=None if billing is None else billing.period_start,

@@ -9,7 +9,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from license_monitor import alerting, billing, deadline, ledger, measure, metrics, notify
+from license_monitor import (
+    alerting,
+    billing,
+    deadline,
+    ledger,
+    measure,
+    metrics,
+    notify,
+    roster_refresh,
+)
 from license_monitor.genesys.errors import GenesysError
 from license_monitor.quiet_hours import is_quiet
 from license_monitor.roster import Roster
@@ -96,6 +105,10 @@ def _cached_roster(services: Services) -> Roster | None:
     return services.roster
 
 
+class RosterUnavailable(Exception):  # noqa: N818 - reads as what happened
+    """The roster has expired and cannot be read again; the message says why."""
+
+
 def measure_usage(services: Services, request: CheckRequest) -> dict[str, Any]:
     """Measure the window with one roster (rebuilt at most once) and keep that roster."""
     settings = services.settings
@@ -111,19 +124,48 @@ def measure_usage(services: Services, request: CheckRequest) -> dict[str, Any]:
         if not request.dry_run and services.state is not None:
             services.state.roster.save(built.to_dict(), request.checked_at)
 
+    def full_roster() -> Roster | None:
+        # Without a roster (or with new hires) the full one is built in the background; a
+        # small org's is done within a few seconds and this check uses it.
+        services.roster_refresh.start(services, request.checked_at, cached,
+                                      store=not request.dry_run)
+        return services.roster_refresh.built(roster_refresh.grace_seconds())
+
+    if (cached is not None and not request.dry_run and services.state is not None
+            and not cached.is_fresh(request.checked_at, settings.roster_ttl_minutes)):
+        # The last refresh failed for a lasting reason (a permission, the license data): this
+        # check tries again, and fails naming it unless the roster is read within its wait.
+        lasting = services.state.roster.refresh_error()
+        if lasting is not None:
+            cached = full_roster()
+            if cached is None:
+                raise RosterUnavailable(
+                    services.roster_refresh.last_error or lasting)
+
     report, roster = measure.measure(
         services.client,
         now=request.checked_at,
         window_minutes=settings.window_minutes,
-        rule=settings.agent_rule,
         license_pattern=settings.concurrent_license_pattern,
         roster=cached,
-        roster_ttl_minutes=settings.roster_ttl_minutes,
         parallel_pages=PARALLEL_DETAIL_PAGES,
         concurrent_pool=settings.concurrent_pool,
         on_roster=keep,
+        full_roster=full_roster,
         idle_after_minutes=settings.idle_after_minutes,
     )
+    refreshing = roster_refresh.needs_refresh(
+        roster, request.checked_at, settings.roster_ttl_minutes) and (
+        # The classes (and a roster older than ROSTER_TTL_MINUTES) are read in the background,
+        # under a share of the request budget: no check waits for them.
+        services.roster_refresh.start(services, request.checked_at, roster,
+                                      store=not request.dry_run))
+    if refreshing and roster == cached and not learned and services.state is not None:
+        # The org id is read again once per roster (one request), as below for a new one.
+        try:
+            _learn_organization(services, request)
+        except GenesysError as err:
+            logger.warning("The organization was not read again with the roster: %s", err)
     logger.info("Measured %s with %d Genesys requests", format_time(request.checked_at),
                 services.client.request_count - requests_before)
     if roster != cached:
@@ -311,8 +353,10 @@ def _evaluate(
         if "ledger_error" in measurement:
             raise ValueError(measurement["ledger_error"])  # a failed check, with its cause
         billed, earlier = _billing(services, request)
+        pending = usage.split_pending  # the roster's classes are not built yet
         outcome = alerting.Usage(
-            concurrent=usage.peak.total, agents=usage.peak.agents, admins=usage.peak.admins,
+            concurrent=usage.peak.total, agents=None if pending else usage.peak.agents,
+            admins=None if pending else usage.peak.admins,
             window_distinct=usage.window_distinct,
             billable_peak=billed["billable_peak"],
             period_start=billed["period_start"],
@@ -338,6 +382,8 @@ def _evaluate(
         for key in ("unmeasured_from", "backfill_error", "lost_minutes"):
             if key in measurement:  # the ledger's span was not all recorded: never silent
                 report[key] = measurement[key]
+        if pending:
+            report["split"] = "pending"
         if "gauge" in measurement:
             report["gauge"] = measurement["gauge"]
         if "idle" in measurement:
@@ -477,7 +523,8 @@ def _deliver_one(services: Services, item: notify.Notification) -> dict[str, Any
 
 
 def record_metrics(services: Services, report: dict[str, Any]) -> dict[str, Any]:
-    """One point per metric for this check (README "Metrics"); nothing without a connection."""
+    """One point per metric for this check (docs/operations.md "Metrics"); none without a
+    connection."""
     settings = services.settings
     metrics.record_check(
         report, org=settings.org_name or settings.client_key, capacity=settings.license_capacity,

@@ -1,7 +1,9 @@
-"""Command line: `python -m license_monitor check`, `billing rebuild`, `peak-users` and `idle`.
+"""Command line: `python -m license_monitor check`, `doctor`, `billing rebuild`, `peak-users`
+and `idle`.
 
 `check` runs the same license_check orchestration as the Function App, in this process, through
 the Durable SDK's replay engine; exit codes follow the monitoring-plugin convention.
+`doctor [--send-test]` checks, one line per requirement, that a real check would work.
 `billing rebuild --since YYYY-MM-DD` measures the billing minutes since that day again.
 """
 
@@ -15,8 +17,9 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
+from license_monitor import __version__
 from license_monitor.roster import ALL_USERS_NOTE, POOL_ALL_USERS
 from license_monitor.settings import ConfigError, Settings
 from license_monitor.times import format_check_time
@@ -50,7 +53,11 @@ def load_local_settings(path: Path, environ: dict[str, str]) -> None:
     if not isinstance(document, dict):
         raise SettingsFileError(
             f'it holds a JSON {_json_kind(document)}, not an object like {{"Values": {{...}}}}')
-    values = document.get("Values", {})
+    if "Values" not in document:
+        raise SettingsFileError(
+            'it has no "Values": a settings file is shaped {"Values": {"NAME": "value", ...}}, '
+            "like local.settings.example.json")
+    values = document["Values"]
     if not isinstance(values, dict):
         raise SettingsFileError(
             f'its "Values" is a JSON {_json_kind(values)}, not an object of setting names '
@@ -79,6 +86,23 @@ def _json_kind(value: object) -> str:
     return "array" if isinstance(value, list) else "object"
 
 
+def day_argument(text: str) -> date:
+    """An argparse type for days: YYYY-MM-DD, or a one-sentence error with the format."""
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a day: write it as YYYY-MM-DD, e.g. 2026-11-01") from None
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """Usage errors exit 3 ("unknown"), never 2: monitoring reads 2 as critical."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(3, f"{self.prog}: error: {message}\n")
+
+
 def summary_line(report: Mapping[str, Any]) -> str:
     """One line a person reads: level, figures, events."""
     level = str(report.get("level", "unknown")).upper()
@@ -90,7 +114,8 @@ def summary_line(report: Mapping[str, Any]) -> str:
     parts = [
         f"{report['checked_at']}  {level:<8}",
         f"peak {peak['total']}/{report['capacity']} ({report['utilization_percent']}%)",
-        f"agents {peak['agents']} admins {peak['admins']}",
+        ("agents/admins split pending (roster building)" if report.get("split") == "pending"
+         else f"agents {peak['agents']} admins {peak['admins']}"),
         f"now {now['total']}",
         f"active in window {report['window_distinct']}",
     ]
@@ -110,9 +135,14 @@ def summary_line(report: Mapping[str, Any]) -> str:
 
 
 def run_check(
-    settings: Settings, *, dry_run: bool, clock: Callable[[], datetime] | None = None
+    settings: Settings, *, dry_run: bool, clock: Callable[[], datetime] | None = None,
+    then: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Run one license_check orchestration in process and return its output."""
+    """Run one license_check orchestration in process and return its output.
+
+    `then` gets the output at once; a roster refresh the check started in the background is
+    then waited for (a process that exits would lose it), saying so on stderr.
+    """
     # The in-process host lives with the Durable app (it drives the registered orchestrator);
     # importing it here keeps the domain importable without the Functions runtime.
     from function_app import app  # noqa: PLC0415
@@ -129,13 +159,21 @@ def run_check(
         result = ReplayHost(app, clock=clock).run(
             "license_check", {"dry_run": dry_run, "trigger": "cli"},
             instance_id=singleton_id(settings.client_key))
+        output: dict[str, Any] = (
+            result.output if result.runtime_status == "Completed"
+            and isinstance(result.output, dict) else {
+                "checked_at": format_check_time(datetime.now(UTC)), "level": "unknown",
+                "error": result.error or "the check did not complete", "events": [],
+                "notifications": []})
+        if then is not None:
+            then(output)
+        if services.roster_refresh.running:
+            print("Building the roster's agent/admin classes in the background before "
+                  "exiting (Ctrl-C leaves them to the next check) ...", file=sys.stderr)
+            services.roster_refresh.wait()
     finally:
         runtime.install(None)
-    if result.runtime_status != "Completed" or not isinstance(result.output, dict):
-        return {"checked_at": format_check_time(datetime.now(UTC)),
-                "level": "unknown", "error": result.error or "the check did not complete",
-                "events": [], "notifications": []}
-    return result.output
+    return output
 
 
 def _unknown(error: str) -> dict[str, Any]:
@@ -152,8 +190,7 @@ def _billing_rebuild(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if args.settings:
             load_local_settings(Path(args.settings), environ)
         settings = Settings.from_env(environ)
-        since = date.fromisoformat(args.since)
-        until = date.fromisoformat(args.until) if args.until else None
+        since, until = args.since, args.until
         rebuilt = rebuild_billing(runtime.Services.from_settings(settings), since,
                                   datetime.now(UTC), until)
     except ConfigError as problem:
@@ -195,11 +232,7 @@ def _peak_users(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     now = datetime.now(UTC)
     try:
         settings = _load_settings(args)
-        which, text = ("--day", args.day) if args.day else ("--period", args.period)
-        try:
-            chosen = date.fromisoformat(text)
-        except ValueError:
-            raise ValueError(f"{which} {text} is not a date (YYYY-MM-DD)") from None
+        chosen = args.day or args.period  # days parsed (day_argument) before the settings
         span = (peak_users.day_span(chosen, now) if args.day
                 else peak_users.period_span(chosen, settings.billing_anchor_day, now))
         services = runtime.Services.from_settings(settings, require_state=False)
@@ -289,20 +322,51 @@ def _check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except (OSError, ValueError) as problem:  # unreadable or malformed --settings file
         report = _unknown(f"cannot read the settings file {args.settings}: {problem}")
         print(report["error"], file=err)
+    shown: list[dict[str, Any]] = []
+
+    def show(report: dict[str, Any]) -> None:
+        shown.append(report)
+        if args.json:
+            out.write(json.dumps(report) + "\n")
+        else:
+            out.write(summary_line(report) + "\n")
+            for sent in [one for head in report.get("notifications", [])
+                         for one in (head, *head.get("then", ()))]:
+                state = ("delivered" if sent.get("delivered")
+                         else f"NOT delivered ({sent.get('error')})")
+                out.write(f"  alert {sent['event']} on {sent['channel']}: {state}\n")
+        out.flush()
+
     if report is None:
         try:
-            report = run_check(settings, dry_run=args.dry_run)
+            report = run_check(settings, dry_run=args.dry_run, then=show)
         except Exception as problem:
             report = _unknown(str(problem))
-    if args.json:
-        out.write(json.dumps(report) + "\n")
-    else:
-        out.write(summary_line(report) + "\n")
-        for sent in [one for head in report.get("notifications", [])
-                     for one in (head, *head.get("then", ()))]:
-            state = "delivered" if sent.get("delivered") else f"NOT delivered ({sent.get('error')})"
-            out.write(f"  alert {sent['event']} on {sent['channel']}: {state}\n")
+    if not shown:
+        show(report)
     return exit_code(str(report.get("level", "unknown")))
+
+
+def _doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from license_monitor.doctor import run_doctor  # noqa: PLC0415 (builds clients: only when asked)
+
+    environ = dict(os.environ)
+    try:
+        if args.settings:
+            load_local_settings(Path(args.settings), environ)
+        settings = Settings.from_env(environ)
+    except ConfigError as problem:
+        for text in problem.problems:
+            out.write(f"{'MISSING':<8} settings: {text}\n")
+        out.write(f"not ready: {len(problem.problems)} setting problem(s) to fix first\n")
+        return 3
+    except (OSError, ValueError) as problem:
+        print(f"cannot read the settings file {args.settings}: {problem}", file=err)
+        return 3
+    report = run_doctor(settings, send_test=args.send_test)
+    for line in report.lines():
+        out.write(line + "\n")
+    return 0 if report.passed else 3
 
 
 def _positive(text: str) -> int:
@@ -335,9 +399,9 @@ def _add_peak_users(commands: Any) -> None:
     peak = commands.add_parser(
         "peak-users", help="the users a day's or a billing period's peak is attributed to")
     when = peak.add_mutually_exclusive_group(required=True)
-    when.add_argument("--day", metavar="YYYY-MM-DD",
+    when.add_argument("--day", metavar="YYYY-MM-DD", type=day_argument,
                       help="a UTC day: its highest level held 30 minutes")
-    when.add_argument("--period", metavar="YYYY-MM-DD",
+    when.add_argument("--period", metavar="YYYY-MM-DD", type=day_argument,
                       help="the billing period holding this day: its billable peak")
     peak.add_argument("--level", type=_positive, metavar="N",
                       help="attribute this level instead of the one held 30 minutes")
@@ -355,9 +419,11 @@ def main(
     inp: TextIO | None = None,
 ) -> int:
     """Entry point of `python -m license_monitor`."""
-    parser = argparse.ArgumentParser(
+    parser = _ArgumentParser(
         prog="python -m license_monitor",
         description="Concurrent License Monitor for Genesys Cloud")
+    parser.add_argument("--version", action="version",
+                        version=f"concurrent-license-monitor {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check", help="run one license check now")
     check.add_argument("--json", action="store_true", help="print exactly one JSON object")
@@ -367,13 +433,21 @@ def main(
                        help="read settings from a local.settings.json (environment wins)")
     check.add_argument("-v", "--verbose", action="count", default=0,
                        help="log to stderr (-vv: with debug detail)")
+    doctor = commands.add_parser(
+        "doctor", help="check credentials, permissions, storage and channels before deploying")
+    doctor.add_argument("--send-test", action="store_true",
+                        help="send a test message to each configured alert channel")
+    doctor.add_argument("--settings", metavar="FILE",
+                        help="read settings from a local.settings.json (environment wins)")
+    doctor.add_argument("-v", "--verbose", action="count", default=0,
+                        help="log to stderr (-vv: with debug detail)")
     billing_command = commands.add_parser("billing", help="the billing period's figures")
     billing_actions = billing_command.add_subparsers(dest="action", required=True)
     rebuild = billing_actions.add_parser(
         "rebuild", help="measure the minutes since a day again and replace the stored ones")
-    rebuild.add_argument("--since", required=True, metavar="YYYY-MM-DD",
+    rebuild.add_argument("--since", required=True, metavar="YYYY-MM-DD", type=day_argument,
                          help="first day (UTC) to measure again")
-    rebuild.add_argument("--until", metavar="YYYY-MM-DD",
+    rebuild.add_argument("--until", metavar="YYYY-MM-DD", type=day_argument,
                          help="stop at the start of this day (UTC); default: now")
     rebuild.add_argument("--json", action="store_true", help="print exactly one JSON object")
     rebuild.add_argument("--settings", metavar="FILE",
@@ -392,6 +466,8 @@ def main(
     quiet_http_logging()
     if args.command == "billing":
         return _billing_rebuild(args, out, err)
+    if args.command == "doctor":
+        return _doctor(args, out, err)
     if args.command == "peak-users":
         return _peak_users(args, out, err)
     if args.command == "idle":

@@ -6,18 +6,24 @@ the exact set of logged-in pool users at its measurement time (`reconcile`), so 
 duplicated or invented event can make the gauge wrong until the next check, never page anyone.
 
 Where the gauge lives (state/gauge.py): **Table Storage with conditional writes**, not Durable
-Entities. One row per user (newest event time, online or not, agent or admin) in one of
-`SHARDS` partitions chosen by a hash of the user id; each partition holds a counter row with
-its agents and admins online. A user row and its partition's counter change in one entity
-group transaction conditional on both ETags, so the counter is exactly the number of online
-rows under any concurrency, duplicates and reordering (the newest event time wins, an equal or
-older one changes nothing). Why not entities: a 50,000-user state is over the ~45 KB that
-moves an entity's state to a blob on every operation, so it needs shards, and Python entities
-cannot signal each other to add the shards up; the local replay host cannot drive entities
-either. Table Storage gives the same one-writer guarantee through ETags, costs a bounded number
-of requests per event (a query and a transaction per 14 users of a shard, plus `SHARDS` point
-reads when the count rose), reads the gauge with `SHARDS` parallel point reads, and runs on
-Azurite in the tests.
+Entities. Users are packed into bucket rows (online or not, newest event time, agent or admin)
+in one of `SHARDS` partitions chosen by a hash of the user id; each partition holds a counter
+row with its agents and admins online. Bucket rows and their partition's counter change in one
+entity group transaction conditional on every ETag, so the counter is exactly the number of
+online users under any concurrency, duplicates and reordering (the newest event time wins; of
+two at the same millisecond, the one that arrives later). Why not entities: a 50,000-user state
+is over the ~45 KB that moves an entity's state to a blob on every operation, so it needs
+shards, and Python entities cannot signal each other to add the shards up; the local replay
+host cannot drive entities either. Table Storage gives the same one-writer guarantee through
+ETags, costs a bounded number of requests per event (a query and a transaction per 14 buckets
+of a shard, plus `SHARDS` point reads when the count rose), reads the gauge with `SHARDS`
+parallel point reads, and runs on Azurite in the tests.
+
+**The order of events.** Each event is placed by the most precise time it carries: the
+presence's `modifiedDate`, else the EventBridge envelope's `detail.timestamp` (milliseconds;
+the presence notification the developer center documents has no `modifiedDate`), else the
+envelope's `time` (whole seconds). A login and a logout in the same second are thus told
+apart; two events at the very same millisecond in different states are ordered by arrival.
 
 This module is pure: it parses event bodies and decides row changes; it reads no clock and
 does no I/O (RosterMemo takes its clock).
@@ -29,7 +35,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -39,7 +45,9 @@ from license_monitor.roster import Roster
 
 if TYPE_CHECKING:
     from license_monitor.state.alerts import AlertStore
-    from license_monitor.state.gauge import Claim, GaugeReading, PresenceGauge
+    from license_monitor.state.gauge import GaugeReading, PresenceGauge
+    from license_monitor.state.gauge_trigger import Claim
+
 
 MAX_EVENTS = 1_000
 MAX_BODY_BYTES = 1_048_576  # 1 MB
@@ -57,6 +65,12 @@ _USER_TOPIC = re.compile(r"^v2\.users\.(?P<user>[^.]+)\.(?P<kind>presence|activi
 Role = Literal["agent", "admin"]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MILLISECOND = timedelta(milliseconds=1)
+
+
+def covers_list(covers: Iterable[Role]) -> list[str]:
+    """The JSON form of the classes the events cover: ["agents", "admins"] in that order."""
+    held = set(covers)
+    return [f"{role}s" for role in ("agent", "admin") if role in held]
 
 
 class BadEvents(ValueError):  # noqa: N818 - reads as what the caller sent
@@ -141,7 +155,7 @@ def _parse_one(item: Any, where: str) -> PresenceEvent | None:
     if "detail" in item or "detail-type" in item:
         return _eventbridge(item, where)
     if "presence" in item or "id" in item:
-        return _activity(item, item.get("presence"), str(item.get("id") or ""), None, where)
+        return _activity(item, item.get("presence"), str(item.get("id") or ""), (), where)
     raise BadEvents(
         f"{where} is neither an EventBridge event (detail-type, detail) nor a user activity "
         "body (id, presence).")
@@ -160,20 +174,21 @@ def _eventbridge(item: Mapping[str, Any], where: str) -> PresenceEvent | None:
     body = detail.get("eventBody")
     if not isinstance(body, dict):
         raise BadEvents(f"{where} has no detail.eventBody object.")
-    fallback = item.get("time")
+    # detail.timestamp has milliseconds; the envelope's time only whole seconds.
+    fallbacks = (detail.get("timestamp"), item.get("time"))
     if match["kind"] == "activity":
-        return _activity(body, body.get("presence"), match["user"], fallback, where)
-    return _presence(body, match["user"], fallback, where)
+        return _activity(body, body.get("presence"), match["user"], fallbacks, where)
+    return _presence(body, match["user"], fallbacks, where)
 
 
-def _activity(body: Mapping[str, Any], presence: Any, user_id: str, fallback: Any,
-              where: str) -> PresenceEvent | None:
+def _activity(body: Mapping[str, Any], presence: Any, user_id: str,
+              fallbacks: Sequence[Any], where: str) -> PresenceEvent | None:
     if not isinstance(presence, dict):
         raise BadEvents(f"{where} has no presence object.")
-    return _presence(presence, user_id, fallback, where)
+    return _presence(presence, user_id, fallbacks, where)
 
 
-def _presence(presence: Mapping[str, Any], user_id: str, fallback: Any,
+def _presence(presence: Mapping[str, Any], user_id: str, fallbacks: Sequence[Any],
               where: str) -> PresenceEvent | None:
     if not user_id:
         raise BadEvents(f"{where} has no user id.")
@@ -187,10 +202,11 @@ def _presence(presence: Mapping[str, Any], user_id: str, fallback: Any,
     if normalised not in SYSTEM_PRESENCES:
         raise BadEvents(f"{where} has the system presence {system[:40]!r}, which Genesys "
                         "Cloud does not define.")
-    stamp = presence.get("modifiedDate") or fallback
+    # The most precise time the event carries (module docstring: the order of events).
+    stamp = next((value for value in (presence.get("modifiedDate"), *fallbacks) if value), None)
     if not isinstance(stamp, str):
-        raise BadEvents(f"{where} has no modifiedDate (nor an EventBridge time): its order "
-                        "among the user's events cannot be told.")
+        raise BadEvents(f"{where} has no modifiedDate (nor an EventBridge detail.timestamp or "
+                        "time): its order among the user's events cannot be told.")
     try:
         at = parse_timestamp(stamp)
     except ValueError:
@@ -202,11 +218,11 @@ def _presence(presence: Mapping[str, Any], user_id: str, fallback: Any,
 
 
 def newest_per_user(events: Iterable[PresenceEvent]) -> dict[str, PresenceEvent]:
-    """Each user's newest event of a batch; of two with the same time, the first one."""
+    """Each user's newest event of a batch; of two with the same time, the later one."""
     newest: dict[str, PresenceEvent] = {}
     for event in events:
         held = newest.get(event.user_id)
-        if held is None or event.at_ms > held.at_ms:
+        if held is None or event.at_ms >= held.at_ms:
             newest[event.user_id] = event
     return newest
 
@@ -237,13 +253,17 @@ Decision = Entry | None | Literal["keep"]  # the row to write, None to delete it
 
 
 def on_event(current: Entry | None, as_of_ms: int, event: PresenceEvent, role: Role) -> Decision:
-    """The row after an event: the newest event time wins; as old or older changes nothing.
+    """The row after an event: the newest event time wins; an older one changes nothing, and
+    of two at the same millisecond the later to arrive wins (a duplicate changes nothing).
 
     `as_of_ms` is the partition's last reconciliation: an event from before it is stale, since
     the exact check already knew the user's state then. One from that very millisecond is not:
     the check counts a login only once it has begun before its time (usage.measure_concurrency).
     """
-    if event.at_ms < as_of_ms or (current is not None and event.at_ms <= current.at_ms):
+    if event.at_ms < as_of_ms:
+        return KEEP
+    if current is not None and (event.at_ms < current.at_ms or (
+            event.at_ms == current.at_ms and event.online == current.online)):
         return KEEP
     # A newer event in the same state is still written: its time rejects older events later.
     return Entry(event.online, event.at_ms, role)
@@ -328,7 +348,8 @@ class Ingested:
         body: dict[str, Any] = {"received": self.received, "applied": self.applied,
                                 "stale": self.stale, "ignored": self.ignored}
         if self.reading is not None:
-            body["gauge"] = {"value": self.reading.total, **self.reading.now.to_dict()}
+            body["gauge"] = {"value": self.reading.total, **self.reading.now.to_dict(),
+                             "covers": covers_list(self.reading.covers)}
         return body
 
 

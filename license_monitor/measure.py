@@ -1,7 +1,9 @@
 """One usage measurement against Genesys Cloud: window activity, exact concurrency, the split.
 
 `measure()` is the one measurement path: the measure_usage activity runs it, and so do the
-tests. Every figure of one check comes from one roster, rebuilt at most once per check.
+tests. Every figure of one check comes from one roster. A check never builds the full roster
+(roster_refresh.py does, in the background): without one it reads only the pool (who holds a
+concurrent license), and the split is "pending" until the classes are built.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from license_monitor.roster import (
     Pool,
     Roster,
     Split,
-    load_roster,
+    keep_classes,
+    load_pool,
     split,
 )
 from license_monitor.times import format_check_time, format_precise, parse_time
@@ -60,6 +63,11 @@ class UsageReport:
     now_users: frozenset[str] = dataclasses.field(default=frozenset(), compare=False)
     idle: IdleSummary | None = None  # pool users logged in without working (idle.py)
 
+    @property
+    def split_pending(self) -> bool:
+        """True while some counted user's class (agent or admin) is not known yet."""
+        return bool(self.now.pending or self.peak.pending)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON form using the CLI's field names (DESIGN.md §9)."""
         return {
@@ -76,6 +84,7 @@ class UsageReport:
                 format_precise(minute): profile.encode()
                 for minute, profile in sorted(self.minutes.items())
             },
+            **({"split": "pending"} if self.split_pending else {}),
         }
 
     @classmethod
@@ -186,44 +195,70 @@ def refresh_for_strangers(
     roster: Roster,
     logged_in: Iterable[str],
     *,
-    rule: AgentRule,
     license_pattern: re.Pattern[str],
     now: datetime,
     concurrent_pool: Pool = POOL_FROM_LICENSES,
+    full_roster: Callable[[], Roster | None] | None = None,
+    rule: AgentRule | None = None,  # unused: the classes are read in the background
 ) -> Roster:
-    """Rebuild the roster when logged-in users are unknown to it (new hires), else return it.
+    """Read the pool again when logged-in users are unknown to the roster (new hires), else
+    return it. The full roster if `full_roster` gives one in its short wait (a small org's),
+    else only the pool (one listing): the known users keep their classes, the new pool users
+    are unclassified until the background refresh.
 
-    Users still unknown after the rebuild are kept in `unresolved` so later checks do not
-    rebuild for them again.
+    Users still unknown after the read are kept in `unresolved` so later checks do not read
+    it again for them.
     """
     logged_in = set(logged_in)
     unknown = strangers(logged_in, roster)
     if not unknown:
         return roster
-    logger.info("%d logged-in users are not in the roster: rebuilding it", len(unknown))
-    rebuilt = build_roster(client, rule, license_pattern, now, concurrent_pool, previous=roster)
-    still_unknown = frozenset(user_id for user_id in logged_in if not rebuilt.knows(user_id))
+    logger.info("%d logged-in users are not in the roster: reading it again", len(unknown))
+    built = full_roster() if full_roster is not None else None
+    if built is not None and built.pool_source == roster.pool_source:
+        reread = built.succeeding(roster)
+    else:
+        reread = keep_classes(
+            read_pool(client, license_pattern, now, concurrent_pool, previous=roster), roster)
+    still_unknown = frozenset(user_id for user_id in logged_in if not reread.knows(user_id))
     if still_unknown:
         logger.warning(
-            "%d logged-in users are not in the active users listing; they are not counted",
+            "%d logged-in users are not in the license listing; they are not counted",
             len(still_unknown),
         )
-    return dataclasses.replace(rebuilt, unresolved=still_unknown)
+    return dataclasses.replace(reread, unresolved=still_unknown)
 
 
-def build_roster(
-    client: GenesysClient, rule: AgentRule, license_pattern: re.Pattern[str], now: datetime,
+def read_pool(
+    client: GenesysClient, license_pattern: re.Pattern[str], now: datetime,
     concurrent_pool: Pool, *, on_roster: Callable[[Roster], None] | None = None,
     previous: Roster | None = None,
 ) -> Roster:
-    """Read the roster under its own deadline (deadline.ROSTER_BUILD_SECONDS) and hand it to
-    `on_roster` at once, so a check that runs out of time later keeps it for the next one."""
-    with deadline.allowing(deadline.ROSTER_BUILD_SECONDS, "building the roster"):
-        roster = load_roster(client, rule, license_pattern, now,
-                             concurrent_pool=concurrent_pool).succeeding(previous)
+    """Read who is in the pool under a deadline of its own (deadline.ROSTER_BUILD_SECONDS) and
+    hand it to `on_roster` at once, so a check that runs out of time later keeps it. Who left
+    the pool since `previous` is remembered (Roster.succeeding)."""
+    with deadline.allowing(deadline.ROSTER_BUILD_SECONDS, "reading the license pool"):
+        roster = load_pool(client, license_pattern, now,
+                           concurrent_pool=concurrent_pool).succeeding(previous)
     if on_roster is not None:
         on_roster(roster)
     return roster
+
+
+def _roster_now(
+    client: GenesysClient, license_pattern: re.Pattern[str], now: datetime,
+    concurrent_pool: Pool, *, on_roster: Callable[[Roster], None] | None,
+    full_roster: Callable[[], Roster | None] | None, previous: Roster | None,
+) -> Roster:
+    """The full roster if built within its short wait, else the pool read now."""
+    built = full_roster() if full_roster is not None else None
+    if built is not None and built.pool_source == concurrent_pool:
+        built = built.succeeding(previous)
+        if on_roster is not None:
+            on_roster(built)
+        return built
+    return read_pool(client, license_pattern, now, concurrent_pool, on_roster=on_roster,
+                     previous=previous)
 
 
 # ------------------------------------------------------------------ one whole measurement
@@ -234,13 +269,12 @@ def measure(
     *,
     now: datetime,
     window_minutes: int,
-    rule: AgentRule,
     license_pattern: re.Pattern[str],
     roster: Roster | None,
-    roster_ttl_minutes: int,
     parallel_pages: int = 4,
     concurrent_pool: Pool = POOL_FROM_LICENSES,
     on_roster: Callable[[Roster], None] | None = None,
+    full_roster: Callable[[], Roster | None] | None = None,
     idle_after_minutes: int = 60,
 ) -> tuple[UsageReport, Roster]:
     """Measure usage over [now - window, now] and return the report and the roster used.
@@ -248,9 +282,11 @@ def measure(
     The report's `minutes` are the step functions of every whole minute from the one holding
     the window's start to the last one ended before `now`.
 
-    The roster is reused while fresh and built for the same `concurrent_pool`; otherwise it is
-    loaded at the same time as the usage queries (and handed to `on_roster` as soon as it is
-    built). Users logged in but unknown to the roster (new hires) make it rebuild once.
+    The roster is used whatever its age (roster_refresh.py keeps it fresh in the background)
+    when built for the same `concurrent_pool`. Without one, or when logged-in users are
+    unknown to it (new hires), `full_roster` starts the background build and gives it a few
+    seconds (None when it is not done by then); failing that, the pool alone is read, at the
+    same time as the usage queries (and handed to `on_roster` as soon as read).
     """
     if window_minutes <= 0:
         raise ValueError(f"the window must be at least one minute, not {window_minutes}")
@@ -261,8 +297,7 @@ def measure(
     first_minute = start.replace(second=0, microsecond=0)
     # A roster built on another counting basis (or an older wording of it) is never reused.
     cached = roster if (
-        roster is not None and roster.pool_source == concurrent_pool
-        and roster.is_fresh(now, roster_ttl_minutes)) else None
+        roster is not None and roster.pool_source == concurrent_pool) else None
 
     # The three reads are independent: run them side by side (the client is thread-safe and
     # every request still goes through its request budget).
@@ -271,8 +306,8 @@ def measure(
         active_future = pool.submit(client.users_logged_in, start, now)
         details_future = pool.submit(fetch_details, client, first_minute, now, parallel_pages)
         if cached is None:
-            current = pool.submit(build_roster, client, rule, license_pattern, now,
-                                  concurrent_pool, on_roster=on_roster,
+            current = pool.submit(_roster_now, client, license_pattern, now, concurrent_pool,
+                                  on_roster=on_roster, full_roster=full_roster,
                                   previous=roster).result()
         else:
             current = cached
@@ -284,11 +319,11 @@ def measure(
     logged_in = active | online_users(segments, start, now)
     if cached is not None:
         current = refresh_for_strangers(
-            client, current, logged_in, rule=rule, license_pattern=license_pattern, now=now,
-            concurrent_pool=concurrent_pool,
+            client, current, logged_in, license_pattern=license_pattern, now=now,
+            concurrent_pool=concurrent_pool, full_roster=full_roster,
         )
     else:
-        # Built during this very check: a rebuild would see the same listing.
+        # Read during this very check: reading it again would see the same listing.
         unknown = frozenset(user_id for user_id in logged_in if not current.knows(user_id))
         current = dataclasses.replace(current, unresolved=unknown)
 

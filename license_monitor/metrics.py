@@ -1,4 +1,4 @@
-"""Application Insights custom metrics: the names are a contract (README "Metrics").
+"""Application Insights custom metrics: the names are a contract (docs/operations.md "Metrics").
 
 The workbook and the alert rules in infra/ query these names only; a test checks it.
 
@@ -153,7 +153,8 @@ def record_check(
     """Send one check's figures to Application Insights; a no-op without a connection string.
 
     Args:
-        report: the check JSON (README "CLI"), successful or failed (`level` "unknown").
+        report: the check JSON (docs/measurement.md "The check from the command line"),
+            successful or failed (`level` "unknown").
         org: the `org` dimension of every point.
         capacity: purchased concurrent licenses, sent on every check (a failed report has none).
         connection_string: the value of APPLICATIONINSIGHTS_CONNECTION_STRING, or None/"" (off).

@@ -69,7 +69,12 @@ DEPARTED_KEPT = timedelta(hours=25)  # longer than a catch-up reaches back (24 h
 
 @dataclass(frozen=True)
 class Roster:
-    """Pool users by class (agents, admins) and active users outside the pool, at a time."""
+    """Pool users by class (agents, admins) and active users outside the pool, at a time.
+
+    A roster read from the license listing alone (`load_pool`: what a check needs now) knows
+    the pool but not the classes: its pool users are `unclassified` until the full roster
+    (users, licenses and the agent rule's membership) is built in the background.
+    """
 
     built_at: datetime
     pool_source: str  # the Pool it was built for (an older roster's wording matches none)
@@ -79,6 +84,13 @@ class Roster:
     # Users seen logged in but absent from the users listing even after a rebuild (another
     # division, just deactivated): remembered so they do not trigger a rebuild every check.
     unresolved: frozenset[str] = frozenset()
+    # Pool users whose class (agent or admin) is not known yet.
+    unclassified: frozenset[str] = frozenset()
+
+    @property
+    def classified(self) -> bool:
+        """True when every pool user's class is known (the full roster was built)."""
+        return not self.unclassified
     # Users who left the pool (licence removed, deactivated) and when a roster first missed
     # them, kept for DEPARTED_KEPT: minutes measured after they left (a catch-up after an
     # outage) still count the time they were logged in while in the pool.
@@ -91,11 +103,12 @@ class Roster:
 
     def knows(self, user_id: str) -> bool:
         """True for any active user seen when the roster was built, in the pool or not."""
-        return user_id in self.agents or user_id in self.admins or user_id in self.excluded
+        return self.in_pool(user_id) or user_id in self.excluded
 
     def in_pool(self, user_id: str) -> bool:
-        """True for a concurrent-billed user (agent or admin)."""
-        return user_id in self.agents or user_id in self.admins
+        """True for a concurrent-billed user (agent, admin, or not classified yet)."""
+        return (user_id in self.agents or user_id in self.admins
+                or user_id in self.unclassified)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe, compact form: ids in sorted lists."""
@@ -106,6 +119,7 @@ class Roster:
             "admins": sorted(self.admins),
             "excluded": sorted(self.excluded),
             "unresolved": sorted(self.unresolved),
+            "unclassified": sorted(self.unclassified),
             "departed": {user_id: format_timestamp(left)
                          for user_id, left in sorted(self.departed.items())},
         }
@@ -120,6 +134,7 @@ class Roster:
             admins=frozenset(str(user_id) for user_id in data["admins"]),
             excluded=frozenset(str(user_id) for user_id in data["excluded"]),
             unresolved=frozenset(str(user_id) for user_id in data.get("unresolved", ())),
+            unclassified=frozenset(str(user_id) for user_id in data.get("unclassified", ())),
             departed={str(user_id): parse_timestamp(str(left))
                       for user_id, left in (data.get("departed") or {}).items()},
         )
@@ -129,41 +144,54 @@ class Roster:
         DEPARTED_KEPT) and when this roster first missed them."""
         if previous is None or previous.pool_source != self.pool_source:
             return self
-        pool = self.agents | self.admins
+        pool = self.agents | self.admins | self.unclassified
         departed = {user_id: left for user_id, left in previous.departed.items()
                     if user_id not in pool and self.built_at - left < DEPARTED_KEPT}
-        for user_id in (previous.agents | previous.admins) - pool:
+        for user_id in (previous.agents | previous.admins | previous.unclassified) - pool:
             departed.setdefault(user_id, self.built_at)
         return replace(self, departed=departed)
 
 
 @dataclass(frozen=True)
 class Split:
-    """A count of pool users and its split by class; agents + admins == total."""
+    """A count of pool users and its split by class; agents + admins + pending == total.
+
+    `pending` counts users whose class is not known yet: while any is, the split is not told
+    (agents and admins are null in the JSON) rather than guessed.
+    """
 
     total: int
     agents: int
     admins: int
+    pending: int = 0
 
-    def to_dict(self) -> dict[str, int]:
-        """JSON form as in the CLI output."""
+    def to_dict(self) -> dict[str, int | None]:
+        """JSON form as in the CLI output (agents and admins null while the split is pending)."""
+        if self.pending:
+            return {"total": self.total, "agents": None, "admins": None}
         return {"total": self.total, "agents": self.agents, "admins": self.admins}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Split:
         """Rebuild from to_dict() output."""
-        return cls(total=int(data["total"]), agents=int(data["agents"]), admins=int(data["admins"]))
+        total = int(data["total"])
+        if data.get("agents") is None or data.get("admins") is None:
+            return cls(total=total, agents=0, admins=0, pending=total)
+        return cls(total=total, agents=int(data["agents"]), admins=int(data["admins"]))
 
 
 def split(user_ids: Iterable[str], roster: Roster) -> Split:
     """Count the pool users among `user_ids` by class; users outside the pool are not counted."""
-    agents = admins = 0
+    agents = admins = pending = 0
     for user_id in set(user_ids):
         if user_id in roster.agents:
             agents += 1
         elif user_id in roster.admins:
             admins += 1
-    return Split(total=agents + admins, agents=agents, admins=admins)
+        elif user_id in roster.unclassified:
+            pending += 1
+    return Split(total=agents + admins + pending, agents=agents, admins=admins,
+                 pending=pending)
 
 
 def build_roster(
@@ -212,6 +240,46 @@ def build_roster(
         admins=frozenset(pool - agents),
         excluded=frozenset(active - pool),
     )
+
+
+def load_pool(
+    client: GenesysClient,
+    license_pattern: re.Pattern[str],
+    now: datetime,
+    *,
+    concurrent_pool: Pool = POOL_FROM_LICENSES,
+    parallel: int = PARALLEL_REQUESTS,
+) -> Roster:
+    """Who is in the pool, without the classes: what a check needs before the full roster.
+
+    One listing: the license listing (ceil(L / 500) requests), or with `concurrent_pool`
+    "all_users" the active users listing. Every pool user is `unclassified`. The same checks
+    as build_roster: no license rows at all, or a pattern matching none, is an error.
+    """
+    if concurrent_pool == POOL_ALL_USERS:
+        users = list(client.iter_users(state="active", parallel=parallel))
+        active = frozenset(user.id for user in users if user.state.lower() == "active")
+        return Roster(built_at=now, pool_source=POOL_ALL_USERS, agents=frozenset(),
+                      admins=frozenset(), excluded=frozenset(), unclassified=active)
+    licenses = _licenses(client, parallel)
+    roster = build_roster(
+        [User(id=user_id, name="", state="active") for user_id in licenses], licenses,
+        frozenset(), license_pattern, now)
+    # build_roster put the whole pool among the admins (no agent ids): it is not classified.
+    return Roster(built_at=now, pool_source=roster.pool_source, agents=frozenset(),
+                  admins=frozenset(), excluded=roster.excluded, unclassified=roster.admins)
+
+
+def keep_classes(pool: Roster, known: Roster) -> Roster:
+    """The pool of `pool` with the classes `known` (an older roster) has for its users, and
+    who `pool` found gone from the pool (read with `previous=known`: Roster.succeeding). Its
+    age is the classes' (`known`'s): the background refresh is due when theirs is."""
+    agents = pool.unclassified & known.agents
+    admins = pool.unclassified & known.admins
+    return Roster(built_at=known.built_at, pool_source=pool.pool_source, agents=agents,
+                  admins=admins, excluded=pool.excluded | (known.excluded - pool.unclassified),
+                  unresolved=known.unresolved, unclassified=pool.unclassified - agents - admins,
+                  departed=pool.departed)
 
 
 def load_roster(

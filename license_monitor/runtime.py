@@ -23,6 +23,7 @@ from license_monitor.genesys import auth
 from license_monitor.genesys.client import GenesysClient
 from license_monitor.genesys.models import Organization
 from license_monitor.roster import Roster
+from license_monitor.roster_refresh import RosterRefresh
 from license_monitor.settings import ConfigError, Settings
 from license_monitor.state import StateStore
 
@@ -58,6 +59,8 @@ class Services:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     # A deadline shorter than CHECK_TIMEOUT_SECONDS may be (10 s at least): for tests only.
     check_timeout_seconds: float | None = None
+    # The full roster, refreshed in the background (started by checks; the CLI waits for it).
+    roster_refresh: RosterRefresh = field(default_factory=RosterRefresh)
 
     def deadline(
         self, checked_at: datetime, step: str, *, records: bool = False,
@@ -87,7 +90,10 @@ class Services:
             client_secret=settings.client_secret,
             request_budget_per_minute=settings.request_budget_per_minute,
         )
-        has_storage = bool(settings.state_account_url or settings.state_connection)
+        # A dry run reads state only when it is configured for the monitor itself, not through
+        # the host's AzureWebJobsStorage (local.settings.json for `func start` sets that one).
+        has_storage = bool(settings.state_account_url or (
+            settings.state_connection and not settings.state_from_host_storage))
         state = state_store(settings) if require_state or has_storage else None
         return cls(settings=settings, client=client, state=state, http=channel_session(),
                    sleep=sleep)

@@ -20,7 +20,7 @@ T = TypeVar("T")
 ConcurrentPool = Literal["licenses", "all_users"]
 CONCURRENT_POOLS: tuple[ConcurrentPool, ...] = get_args(ConcurrentPool)
 
-# Every integer setting with the range an admin can choose from (README, Settings). The upper
+# Every integer setting with the range an admin can choose from (docs/settings.md). The upper
 # bounds keep absurd values (a 30-digit reminder interval overflowed timedelta in every check)
 # out; they are generous enough for the largest orgs.
 INTEGER_RANGES: dict[str, tuple[int, int]] = {
@@ -138,6 +138,9 @@ class Settings:
     request_budget_per_minute: int = 300
     state_connection: str | None = field(default=None, repr=False)
     state_account_url: str | None = None
+    # STATE_CONNECTION came from AzureWebJobsStorage (the Functions host's storage): a dry run
+    # from the CLI does not open it, so a local.settings.json made for `func start` runs one.
+    state_from_host_storage: bool = False
     # The credential for STATE_ACCOUNT_URL: the managed identity, or "default" (developer logins).
     azure_credential: str = "managed_identity"
     azure_client_id: str | None = None  # a user-assigned identity's client id
@@ -409,6 +412,8 @@ class _Parser:
                     f"CONCURRENT_LICENSE_PATTERN is not a valid regular expression ({err}).")
 
         state_connection = self.raw("STATE_CONNECTION")
+        state_from_host_storage = state_connection is None and (
+            self.raw("AzureWebJobsStorage") is not None)
         if state_connection is None:
             state_connection = self.raw("AzureWebJobsStorage")
         state_account_url = self.url("STATE_ACCOUNT_URL")
@@ -483,6 +488,7 @@ class _Parser:
             "request_budget_per_minute": self.integer("REQUEST_BUDGET_PER_MINUTE", 300),
             "state_connection": state_connection,
             "state_account_url": state_account_url,
+            "state_from_host_storage": state_from_host_storage,
             "azure_credential": azure_credential,
             "azure_client_id": self.raw("AZURE_CLIENT_ID"),
             "state_table": self.table_name(),

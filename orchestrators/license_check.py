@@ -32,7 +32,13 @@ STATE_RETRY = df.RetryOptions(
     first_retry_interval_in_milliseconds=2_000, max_number_of_attempts=3)
 
 
-_WORKER_EXCEPTION = re.compile(r"^\s*Exception: [\w.]+: (?P<message>.+)$")
+_WORKER_EXCEPTION = re.compile(r"^\s*Exception: (?P<type>[\w.]+): (?P<message>.+)$")
+
+# Failures a whole-activity retry cannot mend: the Genesys client already retried them
+# (Unavailable, RateLimited: their message counts its attempts and seconds, and a second round
+# would make that count wrong), or trying again gets the same answer (AuthError,
+# PermissionDenied). One retry layer per failure.
+NOT_RETRIED = frozenset({"Unavailable", "RateLimited", "AuthError", "PermissionDenied"})
 _WORKER_STACK = re.compile(r"^\s*Stack:")
 _ACTIVITY_PREFIX = re.compile(r"^Activity function '[^']*' failed:\s*")
 
@@ -51,11 +57,21 @@ def call_with_retry(
             return (yield context.call_activity(name, payload))
         except Exception as err:
             if (attempt >= retry.max_number_of_attempts
-                    or activity_message(err).startswith(deadline.PASSED)):
+                    or activity_message(err).startswith(deadline.PASSED)
+                    or activity_error_type(err) in NOT_RETRIED):
                 raise
         pause = timedelta(milliseconds=retry.first_retry_interval_in_milliseconds)
         yield context.create_timer(context.current_utc_datetime + pause)
         attempt += 1
+
+
+def activity_error_type(error: Exception) -> str | None:
+    """The class name of the exception an activity raised ("Unavailable"), when it says."""
+    for line in str(error).splitlines():
+        match = _WORKER_EXCEPTION.match(line)
+        if match:
+            return match.group("type").rpartition(".")[2]
+    return None
 
 
 def activity_message(error: Exception) -> str:

@@ -41,6 +41,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def suggested_capacity(org: SimOrg) -> int:
+    """A purchased count for the simulated org: its concurrent license holders (at least 1)."""
+    return max(1, sum(1 for user in org.active_users()
+                      if any(lic.lower().startswith("cloudcx") for lic in user.licenses)))
+
+
 def _follow_wall_clock(simulator: GenesysSimulator, stop: threading.Event) -> None:
     """Move the org's `now` to the wall clock once a second (a live demo)."""
     while not stop.wait(1.0):
@@ -80,9 +86,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  Login URL:      {simulator.login_url}  (token: POST /oauth/token)")
         print(f"  Client id:      {simulator.client_id}")
         print(f"  Client secret:  {simulator.client_secret}")
-        print(f"  For the monitor: GENESYS_API_URL={simulator.api_url} "
+        # Pasted into a shell as it is, this line sets everything a dry-run check needs.
+        print(f"  For the monitor: export GENESYS_API_URL={simulator.api_url} "
               f"GENESYS_LOGIN_URL={simulator.login_url} GENESYS_CLIENT_ID={simulator.client_id} "
-              f"GENESYS_CLIENT_SECRET={simulator.client_secret}")
+              f"GENESYS_CLIENT_SECRET={simulator.client_secret} "
+              f"LICENSE_CAPACITY={suggested_capacity(org)}")
+        print("  Then:            python -m license_monitor check --dry-run   (or: doctor)")
         print("Press Ctrl+C to stop.", flush=True)
         if live:
             threading.Thread(target=_follow_wall_clock, args=(simulator, stop), daemon=True).start()

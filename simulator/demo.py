@@ -131,6 +131,47 @@ def demo_settings(simulator: GenesysSimulator, connection: str, receiver: HttpRe
     })
 
 
+def legend(settings: Settings) -> str:
+    """How to read a check's line, in plain words, said once before the first check."""
+    clear = settings.warning_percent - settings.clear_margin_percent
+    return (
+        "How to read each check's line:\n"
+        "  peak N/C          the most users logged in at the same instant in the last "
+        f"{settings.window_minutes} minutes,\n"
+        "                    against the C licenses purchased. The alert levels use this "
+        "figure.\n"
+        "  now               users logged in at the moment of the check.\n"
+        "  active in window  everyone logged in at any time in those "
+        f"{settings.window_minutes} minutes: what a simple\n"
+        "                    script counts. At a shift change it counts both shifts, so it "
+        "over-counts.\n"
+        "  billable peak     what Genesys bills for the month so far: the highest number of "
+        "users\n"
+        "                    logged in at once for at least 30 minutes in total (not "
+        "necessarily in one\n"
+        "                    stretch); shorter peaks are free. It starts at 0 because no "
+        "level has been\n"
+        "                    held for 30 minutes yet, and while usage climbs it lags the "
+        "live peak by\n"
+        "                    about 30 minutes.\n"
+        f"  clear level       an alert ends only when the peak falls below {clear:g}% (the "
+        f"{settings.warning_percent:g}% warning\n"
+        f"                    line minus CLEAR_MARGIN_PERCENT {settings.clear_margin_percent:g}"
+        "), so usage hovering around the line\n"
+        "                    does not alert again and again.\n\n")
+
+
+NEXT_STEP = (
+    "\nNext step, against your own Genesys Cloud org: create an OAuth client (Client "
+    "Credentials),\n"
+    "set GENESYS_CLIENT_ID, GENESYS_CLIENT_SECRET, GENESYS_REGION and LICENSE_CAPACITY, then "
+    "run\n"
+    "  .venv/bin/python -m license_monitor doctor         # names any permission or setting "
+    "to fix\n"
+    "  .venv/bin/python -m license_monitor check --dry-run\n"
+    "and deploy with `azd up` (README, \"Deploy\").\n")
+
+
 def _fixed(moment: datetime) -> Callable[[], datetime]:
     return lambda: moment
 
@@ -146,6 +187,7 @@ def run(out: TextIO, users: int = 400, seed: int = 7) -> int:
         settings = demo_settings(simulator, connection, receiver, capacity)
         out.write(f"Genesys simulator at {simulator.api_url}; webhook receiver at "
                   f"{receiver.url}\n\n")
+        out.write(legend(settings))
         seen = 0
         worst = 0
         for number, step in enumerate(story(capacity), start=1):
@@ -171,6 +213,7 @@ def run(out: TextIO, users: int = 400, seed: int = 7) -> int:
                   f"{simulator.count()} Genesys API calls.\n")
         out.write("Last alert payload:\n" + json.dumps(receiver.delivered[-1].body, indent=2)
                   + "\n" if seen else "")
+        out.write(NEXT_STEP)
     return 0 if worst < 3 else 3
 
 

@@ -2,7 +2,11 @@
 
 Two shapes: the Amazon EventBridge event of the Genesys Cloud integration (topic
 `v2.users.<id>.presence`, body PresenceEventUserPresence), and the `v2.users.{id}.activity`
-body a Process Automation workflow forwards through a data action. Delivery is at least once
+body (UserActivity) a Process Automation workflow forwards through a data action. Field names
+follow the official SDK's models (tests/integration/test_presence_payloads.py checks them).
+As real EventBridge events do, every envelope carries `detail.timestamp` (milliseconds) beside
+`time` (whole seconds), and some presence bodies carry no `modifiedDate` (the developer
+center's presence notification shows none). Delivery is at least once
 and in no particular order (Genesys: "event order is not guaranteed"): on request some events
 are delivered twice, some late (after newer ones), some never.
 """
@@ -49,7 +53,8 @@ def presence_changes(org: SimOrg, start: datetime, end: datetime) -> list[Presen
 def eventbridge_event(change: PresenceChange, *, org_id: str = SIM_ORG_ID,
                       suffix: str = "license-monitor", event_id: str | None = None,
                       with_modified_date: bool = True) -> dict[str, Any]:
-    """The EventBridge event of one change (`time` in whole seconds, as EventBridge writes)."""
+    """The EventBridge event of one change: `time` in whole seconds, as EventBridge writes it,
+    `detail.timestamp` with milliseconds (as in Genesys's EventBridge blueprint samples)."""
     body: dict[str, Any] = {
         "source": "PURECLOUD",
         "presenceDefinition": {"id": organization_presence_id(change.presence),
@@ -73,6 +78,7 @@ def eventbridge_event(change: PresenceChange, *, org_id: str = SIM_ORG_ID,
             "version": "2",
             "eventBody": body,
             "metadata": {"CorrelationId": str(uuid.uuid4())},
+            "timestamp": format_timestamp(change.at),
         },
     }
 
@@ -108,9 +114,12 @@ class Delivery:
 def deliver(
     changes: Sequence[PresenceChange], *, shape: Shape = "eventbridge",
     duplicate_share: float = 0.0, reorder_share: float = 0.0, drop_share: float = 0.0,
-    delay: timedelta = timedelta(0), seed: int = 0,
+    delay: timedelta = timedelta(0), seed: int = 0, modified_date_share: float = 0.5,
 ) -> Delivery:
     """The bodies of `changes` as delivered: some twice, some late, some never (seeded).
+
+    Of the EventBridge events, a seeded `modified_date_share` carry `modifiedDate`; the others
+    are ordered by their envelope's `detail.timestamp` alone, as real ones without it are.
 
     Every body arrives `delay` after its change; a reordered one arrives 1 to 180 s later still
     (after newer changes of other users and often of its own user), a duplicate up to 60 s
@@ -133,10 +142,11 @@ def deliver(
     delivery = Delivery(dropped=[changes[i] for i in sorted(dropped)], duplicated=len(twice),
                         reordered=len(late))
     ids = {i: str(uuid.UUID(int=rng.getrandbits(128))) for i in kept}
+    dated = {i for i in kept if rng.random() < modified_date_share}
     for position, (_, _, i) in enumerate(timeline):
         use = shape if shape != "mixed" else ("eventbridge" if position % 2 else "activity")
-        body = (eventbridge_event(changes[i], event_id=ids[i]) if use == "eventbridge"
-                else activity_body(changes[i]))
+        body = (eventbridge_event(changes[i], event_id=ids[i], with_modified_date=i in dated)
+                if use == "eventbridge" else activity_body(changes[i]))
         delivery.bodies.append(body)
         delivery.changes.append(changes[i])
     return delivery

@@ -16,20 +16,24 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from simulator.endpoints import ApiError, ApiRequest, resolve
+from simulator.endpoints import PERMISSIONS, ApiError, ApiRequest, resolve
 from simulator.model import SimOrg
 
 logger = logging.getLogger(__name__)
 
 TOKEN_PATH = "/oauth/token"  # noqa: S105 (a path, not a secret)
 API_PREFIX = "/api/"
+# A benchmark in another process moves the served org's clock here: POST {"now": ISO-8601}.
+# Not the platform's: no latency, not recorded, not rate-limited.
+CLOCK_PATH = "/_simulator/now"
 RATE_WINDOW_SECONDS = 60.0
 MAX_REQUEST_BYTES = 512_000  # the platform's request.bytes.max
 _MAX_DRAIN_BYTES = 16 * 1024 * 1024
@@ -84,6 +88,7 @@ class RecordedRequest:
     query: dict[str, list[str]]
     body: Any | None
     status: int
+    at: float = dataclasses.field(default_factory=time.monotonic)  # when it was answered
 
 
 @dataclass
@@ -130,6 +135,7 @@ class GenesysSimulator:
         host: str = "127.0.0.1",
         port: int = 0,
         forbidden: dict[str, str] | None = None,
+        revoked: Iterable[str] = (),
         details_duplicates: bool = False,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -150,6 +156,8 @@ class GenesysSimulator:
         self._sleep = sleep
         self._state = threading.Lock()  # guards tokens, faults, windows, records
         self._forbidden: dict[str, str] = dict(forbidden or {})
+        # Permissions the OAuth client's role lacks: every endpoint requiring one answers 403.
+        self._revoked: set[str] = set(revoked)
         # More OAuth clients of the same org (a rotation keeps the old one valid for a while).
         self._other_clients: dict[str, str] = {}
         self._faults: list[Fault] = []
@@ -266,6 +274,19 @@ class GenesysSimulator:
         with self._state:
             self._forbidden[path_prefix] = permission
 
+    def revoke(self, permission: str) -> None:
+        """Take `permission` from the OAuth client's role: endpoints requiring it answer 403."""
+        if permission not in PERMISSIONS:
+            raise ValueError(f"no simulated endpoint requires {permission!r}; known: "
+                             + ", ".join(sorted(PERMISSIONS)))
+        with self._state:
+            self._revoked.add(permission)
+
+    def grant(self, permission: str) -> None:
+        """Give a revoked permission back."""
+        with self._state:
+            self._revoked.discard(permission)
+
     def expire_all_tokens(self) -> None:
         """Invalidate every issued bearer token (the next API call gets 401)."""
         with self._state:
@@ -304,6 +325,8 @@ class GenesysSimulator:
         correlation_id = str(uuid.uuid4())
         split = urlsplit(target)
         path, query = split.path, parse_qs(split.query, keep_blank_values=True)
+        if path == CLOCK_PATH and method == "POST":
+            return self._set_clock(raw_body)
         if self.latency_seconds > 0:
             self._sleep(self.latency_seconds)
         if path == TOKEN_PATH:
@@ -321,6 +344,17 @@ class GenesysSimulator:
         with self._state:
             self._requests.append(RecordedRequest(method, path, query, recorded_body, reply.status))
         return reply
+
+    def _set_clock(self, raw_body: bytes) -> _Reply:
+        try:
+            moment = datetime.fromisoformat(json.loads(raw_body)["now"])
+        except (ValueError, KeyError, TypeError):
+            return _json_reply(400, {"error": 'the body must be {"now": "<ISO-8601>"}'})
+        if moment.tzinfo is None:
+            return _json_reply(400, {"error": "the time needs a time zone"})
+        with self.lock:
+            self._org.now = moment
+        return _json_reply(200, {"now": moment.isoformat()})
 
     def _error(self, status: int, code: str, message: str, correlation_id: str,
                headers: dict[str, str] | None = None) -> _Reply:
@@ -368,7 +402,8 @@ class GenesysSimulator:
             return self._error(401, "bad.credentials", "Invalid login credentials.", correlation_id)
         if fault.kind == "forbidden":
             found = resolve("POST", path) or resolve("GET", path)
-            permission = fault.permission or (found[0].permission if found else "unknown")
+            permission = fault.permission or (
+                found[0].permission if found and found[0].permission else "unknown")
             return self._forbidden_reply(permission, correlation_id)
         status = fault.status
         code = _STATUS_CODES.get(status, "error")
@@ -483,6 +518,8 @@ class GenesysSimulator:
             permission = next(
                 (perm for prefix, perm in self._forbidden.items() if path.startswith(prefix)), None
             )
+            if permission is None and endpoint.permission in self._revoked:
+                permission = endpoint.permission
         if permission is not None:
             reply = self._forbidden_reply(permission, correlation_id)
             reply.headers.update(rate_headers)

@@ -1,30 +1,39 @@
-"""The presence gauge's rows: one per user in `SHARDS` partitions, each with an exact counter.
+"""The presence gauge's rows: users packed into bucket rows in `SHARDS` partitions, each with an
+exact counter.
 
 Why Table Storage and not Durable Entities: see license_monitor/gauge.py. Layout (org key K):
 
-| PartitionKey  | RowKey        | what                                                      |
-|---------------|---------------|-----------------------------------------------------------|
-| K|gauge|<s>   | <user id>     | online, at (event time, epoch ms), role (agent/admin)     |
-| K|gauge|<s>   | ~count        | agents, admins online in the shard; as_of (last check)    |
-| K             | gauge-trigger | last_started: when an event last started the exact check  |
+| PartitionKey  | RowKey        | what                                                        |
+|---------------|---------------|-------------------------------------------------------------|
+| K|gauge|<s>   | bucket|<nnn>  | users: zlib JSON {user id: [online, at (event ms), agent]} |
+| K|gauge|<s>   | ~count        | agents, admins online in the shard; as_of (last check);     |
+|               |               | seen_agents, seen_admins (an event of that class arrived)   |
+| K             | gauge-trigger | last_started: when an event last started the exact check    |
 
-A user row and its shard's counter change in one transaction conditional on both ETags, so the
-counter always equals the shard's online rows. A conflict (another worker wrote meanwhile)
+A user lives in one of `BUCKETS` bucket rows of its shard (both chosen by a hash of its id).
+Bucket rows and their shard's counter change in one transaction conditional on every ETag, so
+the counter always equals the shard's online users. A conflict (another worker wrote meanwhile)
 rereads and decides again; the decisions are idempotent, so nothing counts twice.
+
+Why buckets and not one row per user: a reconciliation writes every logged-in user the gauge
+does not hold yet, and a batch operation costs about a millisecond of the client's CPU
+(azure-core builds and parses each one as a multipart part) plus the service's time: at 10,000
+logged in, one row per user took 6 to 10 s of the check. With buckets it writes at most
+`BUCKETS` rows per shard, in one transaction. The row formats are in state/gauge_rows.py, the
+trigger row in state/gauge_trigger.py.
 """
 
 from __future__ import annotations
 
 import logging
-import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-from azure.data.tables import EdmType, EntityProperty, TableTransactionError, UpdateMode
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import TableTransactionError, UpdateMode
 
 from license_monitor.deadline import ContextThreadPoolExecutor
 from license_monitor.gauge import (
@@ -33,6 +42,7 @@ from license_monitor.gauge import (
     PresenceEvent,
     Role,
     counts,
+    covers_list,
     epoch_ms,
     from_epoch_ms,
     newest_per_user,
@@ -41,50 +51,27 @@ from license_monitor.gauge import (
     role_of,
 )
 from license_monitor.roster import Roster, Split
+from license_monitor.state.gauge_rows import (
+    BUCKET_PREFIX,
+    BUCKETS_PER_QUERY,
+    COUNTER_ROW,
+    GAUGE,
+    ROWS_PER_BATCH,
+    SHARDS,
+    Bucket,
+    ShardCounter,
+    bucket_key,
+    bucket_of,
+    decode_users,
+    encode_users,
+    int64,
+    shard_of,
+)
+from license_monitor.state.gauge_trigger import GaugeTrigger
 from license_monitor.state.table import WRITE_ATTEMPTS, StateTable, is_conflict
 from license_monitor.times import format_precise
 
 logger = logging.getLogger(__name__)
-
-GAUGE = "gauge"
-SHARDS = 4
-COUNTER_ROW = "~count"
-TRIGGER_ROW = "gauge-trigger"
-USERS_PER_QUERY = 14  # a filter holds at most 15 comparisons; one is the counter row
-ROWS_PER_BATCH = 99  # a transaction holds at most 100 operations; one is the counter
-
-
-def shard_of(user_id: str) -> int:
-    """The shard of a user: stable across processes and releases."""
-    return zlib.crc32(user_id.encode("utf-8")) % SHARDS
-
-
-# One row's change: user id, row before (None: no row), row after (None: delete), its ETag.
-_Change = tuple[str, Entry | None, Entry | None, str | None]
-
-
-def _int(value: Any) -> int:
-    return int(value.value if isinstance(value, EntityProperty) else value)
-
-
-def _int64(value: int) -> EntityProperty:
-    return EntityProperty(value, EdmType.INT64)
-
-
-@dataclass
-class _Counter:
-    agents: int = 0
-    admins: int = 0
-    as_of_ms: int = 0
-    etag: str | None = None
-
-    @classmethod
-    def from_entity(cls, entity: Mapping[str, Any] | None) -> _Counter:
-        if entity is None:
-            return cls()
-        return cls(_int(entity.get("agents", 0)), _int(entity.get("admins", 0)),
-                   _int(entity.get("as_of", 0)), entity.metadata["etag"])  # type: ignore[attr-defined]
-
 
 @dataclass(frozen=True)
 class GaugeReading:
@@ -92,6 +79,9 @@ class GaugeReading:
 
     now: Split
     as_of: datetime | None  # the newest reconciliation of any shard, None before the first
+    # The classes whose users have sent an event so far: the gauge follows only their changes
+    # between checks (an org whose admins are in no queue may send no admin events at all).
+    covers: frozenset[Role] = frozenset()
 
     @property
     def total(self) -> int:
@@ -103,7 +93,7 @@ class GaugeReading:
 class Applied:
     """What one batch of events did."""
 
-    applied: int  # rows written (newer events of pool users)
+    applied: int  # users whose entry was written (newer events of pool users)
     stale: int  # duplicates and events older than what the gauge knows
     ignored: int  # users outside the pool (or no roster yet)
     rose: bool  # the count of logged-in pool users went up
@@ -117,23 +107,21 @@ class Reconciled:
     now: Split
     as_of: datetime
     drift: int  # gauge minus exact for the state at `as_of`: what the events missed
+    covers: frozenset[Role] = frozenset()
 
     def to_dict(self) -> dict[str, Any]:
         """The check JSON's `gauge` object."""
         return {"value": self.now.total, "agents": self.now.agents, "admins": self.now.admins,
-                "as_of": format_precise(self.as_of), "drift": self.drift}
+                "as_of": format_precise(self.as_of), "drift": self.drift,
+                "covers": covers_list(self.covers)}
 
 
-@dataclass(frozen=True)
-class Claim:
-    """The right to start one exact check now, won through the trigger row's ETag."""
-
-    etag: str
-    previous_ms: int | None
+# One bucket's change: bucket number, its entries after, its ETag (None: a new row).
+_BucketWrite = tuple[int, dict[str, Entry], str | None]
 
 
-class PresenceGauge:
-    """The org's presence gauge over the shared table."""
+class PresenceGauge(GaugeTrigger):
+    """The org's presence gauge over the shared table (the check trigger: gauge_trigger.py)."""
 
     def __init__(self, table: StateTable) -> None:
         self._table = table
@@ -143,16 +131,16 @@ class PresenceGauge:
 
     # ------------------------------------------------------------------ reading
 
-    def _counter(self, shard: int) -> _Counter:
+    def _counter(self, shard: int) -> ShardCounter:
         table = self._table
         with table.translate("reading the presence gauge"):
             try:
-                return _Counter.from_entity(
+                return ShardCounter.from_entity(
                     table.client.get_entity(self._partition(shard), COUNTER_ROW))
             except ResourceNotFoundError:
-                return _Counter()
+                return ShardCounter()
 
-    def _counters(self, shards: Iterable[int] = range(SHARDS)) -> dict[int, _Counter]:
+    def _counters(self, shards: Iterable[int] = range(SHARDS)) -> dict[int, ShardCounter]:
         wanted = list(shards)
         with ContextThreadPoolExecutor(max_workers=len(wanted) or 1) as pool:
             return dict(zip(wanted, pool.map(self._counter, wanted), strict=True))
@@ -161,59 +149,54 @@ class PresenceGauge:
         """The gauge (SHARDS point reads in parallel); None when it has never been used."""
         return _reading(self._counters())
 
-    def _rows(self, shard: int, user_ids: Sequence[str] | None
-              ) -> tuple[dict[str, tuple[Entry, str]], _Counter]:
-        """Rows (entry, etag) of some users of a shard (all when None) and its counter."""
+    def _rows(self, shard: int, buckets: Sequence[int] | None
+              ) -> tuple[dict[int, Bucket], ShardCounter]:
+        """Some bucket rows of a shard (all when None) and its counter."""
         table = self._table
         parameters: dict[str, Any] = {"pk": self._partition(shard), "counter": COUNTER_ROW}
         query = "PartitionKey eq @pk"
-        if user_ids is not None:
-            names = [f"u{i}" for i in range(len(user_ids))]
-            parameters.update(zip(names, user_ids, strict=True))
+        if buckets is None:
+            parameters.update(low=BUCKET_PREFIX, high="bucket}")  # '}' sorts right after '|'
+            query += " and ( ( RowKey ge @low and RowKey lt @high ) or RowKey eq @counter )"
+        else:
+            names = [f"b{i}" for i in range(len(buckets))]
+            parameters.update(zip(names, map(bucket_key, buckets), strict=True))
             keys = " or ".join(f"RowKey eq @{name}" for name in [*names, "counter"])
             query += f" and ( {keys} )"
-        rows: dict[str, tuple[Entry, str]] = {}
-        counter = _Counter()
+        rows: dict[int, Bucket] = {}
+        counter = ShardCounter()
         with table.translate("reading the presence gauge"):
             for entity in table.client.query_entities(query, parameters=parameters):
                 key = str(entity["RowKey"])
                 if key == COUNTER_ROW:
-                    counter = _Counter.from_entity(entity)
-                else:
-                    role: Role = "agent" if entity.get("role") == "agent" else "admin"
-                    rows[key] = (Entry(bool(entity["online"]), _int(entity["at"]), role),
-                                 str(entity.metadata["etag"]))
+                    counter = ShardCounter.from_entity(entity)
+                elif key.startswith(BUCKET_PREFIX):
+                    rows[int(key[len(BUCKET_PREFIX):])] = Bucket(
+                        decode_users(bytes(entity.get("users") or b"")),
+                        str(entity.metadata["etag"]))
         return rows, counter
 
     # ------------------------------------------------------------------ writing
 
-    def _commit(self, shard: int, changes: Sequence[_Change], counter: _Counter,
-                as_of_ms: int | None) -> _Counter | None:
-        """Write row changes (user, old, new, etag) and the counter in one transaction.
-
-        Returns the counter as written (with its new ETag), or None on a conflict.
-        """
+    def _commit(self, shard: int, writes: Sequence[_BucketWrite], counter: ShardCounter,
+                written: ShardCounter) -> ShardCounter | None:
+        """Write bucket rows and the counter (`written`) in one transaction, each conditional
+        on the ETag read (`counter` is the row as read). The counter as written, or None on
+        a conflict."""
         partition = self._partition(shard)
         operations: list[Any] = []
-        agents, admins = counter.agents, counter.admins
-        for user_id, old, new, etag in changes:
-            before, after = counts(old), counts(new)
-            agents += after[0] - before[0]
-            admins += after[1] - before[1]
-            guard = {"etag": etag, "match_condition": MatchConditions.IfNotModified}
-            if new is None:
-                operations.append(("delete", {"PartitionKey": partition, "RowKey": user_id},
-                                   guard))
-                continue
-            entity = {"PartitionKey": partition, "RowKey": user_id, "online": new.online,
-                      "at": _int64(new.at_ms), "role": new.role}
+        for bucket, users, etag in writes:
+            entity = {"PartitionKey": partition, "RowKey": bucket_key(bucket),
+                      "users": encode_users(users)}
             if etag is None:
                 operations.append(("create", entity))
             else:
-                operations.append(("update", entity, {"mode": UpdateMode.REPLACE, **guard}))
-        as_of = max(counter.as_of_ms, as_of_ms or 0)
-        row = {"PartitionKey": partition, "RowKey": COUNTER_ROW, "agents": agents,
-               "admins": admins, "as_of": _int64(as_of)}
+                operations.append(("update", entity, {
+                    "mode": UpdateMode.REPLACE, "etag": etag,
+                    "match_condition": MatchConditions.IfNotModified}))
+        row = {"PartitionKey": partition, "RowKey": COUNTER_ROW, "agents": written.agents,
+               "admins": written.admins, "as_of": int64(written.as_of_ms),
+               "seen_agents": "agent" in written.seen, "seen_admins": "admin" in written.seen}
         if counter.etag is None:
             operations.append(("create", row))
         else:
@@ -229,7 +212,8 @@ class PresenceGauge:
                     return None
                 raise
         etag = results[-1].get("etag") if results else None
-        return _Counter(agents, admins, as_of, etag)
+        return ShardCounter(written.agents, written.admins, written.as_of_ms, written.seen,
+                        None if etag is None else str(etag))
 
     def apply(self, events: Sequence[PresenceEvent], roster: Roster | None) -> Applied:
         """Apply a batch: per user the newest event wins; users outside the pool are ignored."""
@@ -254,28 +238,50 @@ class PresenceGauge:
 
     def _apply_shard(self, shard: int, events: list[tuple[PresenceEvent, Role]]
                      ) -> tuple[int, int, int]:
-        """(rows written, events stale, net change of the count) for one shard's events."""
+        """(entries written, events stale, net change of the count) for one shard's events."""
+        by_bucket: dict[int, list[tuple[PresenceEvent, Role]]] = {}
+        for event, role in events:
+            by_bucket.setdefault(bucket_of(event.user_id), []).append((event, role))
+        order = sorted(by_bucket)
         written = skipped = delta = 0
-        for start in range(0, len(events), USERS_PER_QUERY):
-            chunk = events[start:start + USERS_PER_QUERY]
+        for start in range(0, len(order), BUCKETS_PER_QUERY):
+            chunk = order[start:start + BUCKETS_PER_QUERY]
             for _ in range(WRITE_ATTEMPTS):
-                rows, counter = self._rows(shard, [event.user_id for event, _ in chunk])
-                changes: list[_Change] = []
-                for event, role in chunk:
-                    held = rows.get(event.user_id)
-                    decision = on_event(held[0] if held else None, counter.as_of_ms, event, role)
-                    if decision != KEEP:
+                rows, counter = self._rows(shard, chunk)
+                writes: list[_BucketWrite] = []
+                agents, admins, seen = counter.agents, counter.admins, set(counter.seen)
+                changed = received = change = 0
+                for bucket in chunk:
+                    held = rows.get(bucket) or Bucket()
+                    users = dict(held.users)
+                    for event, role in by_bucket[bucket]:
+                        received += 1
+                        seen.add(role)
+                        current = users.get(event.user_id)
+                        decision = on_event(current, counter.as_of_ms, event, role)
+                        if decision == KEEP:
+                            continue
                         new = decision if isinstance(decision, Entry) else None
-                        changes.append((event.user_id, held[0] if held else None, new,
-                                        held[1] if held else None))
-                if not changes:
-                    skipped += len(chunk)
+                        (agents_before, admins_before), (agents_after, admins_after) = (
+                            counts(current), counts(new))
+                        agents += agents_after - agents_before
+                        admins += admins_after - admins_before
+                        change += agents_after + admins_after - agents_before - admins_before
+                        if new is None:
+                            users.pop(event.user_id, None)
+                        else:
+                            users[event.user_id] = new
+                        changed += 1
+                    if users != held.users:
+                        writes.append((bucket, users, held.etag))
+                after = ShardCounter(agents, admins, counter.as_of_ms, frozenset(seen))
+                if not writes and after.seen == counter.seen:
+                    skipped += received
                     break
-                if self._commit(shard, changes, counter, None) is not None:
-                    written += len(changes)
-                    skipped += len(chunk) - len(changes)
-                    delta += sum(sum(counts(new)) - sum(counts(old))
-                                 for _, old, new, _ in changes)
+                if self._commit(shard, writes, counter, after) is not None:
+                    written += changed
+                    skipped += received - changed
+                    delta += change
                     break
             else:
                 raise self._table.kept_changing("the presence gauge")
@@ -305,93 +311,77 @@ class PresenceGauge:
         final = [counter for _, counter in results]
         now = Split(sum(c.agents + c.admins for c in final), sum(c.agents for c in final),
                     sum(c.admins for c in final))
-        return Reconciled(now, at, drift)
+        covers = frozenset(role for counter in final for role in counter.seen)
+        return Reconciled(now, at, drift, covers)
 
     def _reconcile_shard(self, shard: int, exact: set[str], roster: Roster, at_ms: int
-                         ) -> tuple[int, _Counter]:
-        """(gauge minus exact over the rows corrected, the counter after) for one shard."""
-        corrected = 0
+                         ) -> tuple[int, ShardCounter]:
+        """(gauge minus exact over the entries corrected, the counter after) for one shard."""
+        exact_by_bucket: dict[int, set[str]] = {}
+        for user_id in exact:
+            exact_by_bucket.setdefault(bucket_of(user_id), set()).add(user_id)
+        corrected_total = 0
         for _ in range(WRITE_ATTEMPTS):
             rows, counter = self._rows(shard, None)
             if counter.as_of_ms >= at_ms and counter.etag is not None:
-                return corrected, counter  # a newer check already reconciled this shard
-            changes: list[_Change] = []
-            for user_id in sorted(exact | rows.keys()):
-                held = rows.get(user_id)
-                current = held[0] if held else None
-                decision = on_reconcile(current, user_id in exact,
-                                        role_of(user_id, roster), at_ms)
-                if decision != KEEP:
+                return corrected_total, counter  # a newer check already reconciled this shard
+            after: dict[int, dict[str, Entry]] = {}
+            corrected: dict[int, int] = {}
+            for bucket in sorted(rows.keys() | exact_by_bucket.keys()):
+                users = dict(rows[bucket].users) if bucket in rows else {}
+                wanted = exact_by_bucket.get(bucket, set())
+                fixed = 0
+                for user_id in sorted(users.keys() | wanted):
+                    current = users.get(user_id)
+                    decision = on_reconcile(current, user_id in wanted,
+                                            role_of(user_id, roster), at_ms)
+                    if decision == KEEP:
+                        continue
                     new = decision if isinstance(decision, Entry) else None
-                    changes.append((user_id, current, new, held[1] if held else None))
+                    fixed += sum(counts(current)) - sum(counts(new))
+                    if new is None:
+                        users.pop(user_id, None)
+                    else:
+                        users[user_id] = new
+                if users != (rows[bucket].users if bucket in rows else {}):
+                    after[bucket] = users
+                    corrected[bucket] = fixed
+            # (One transaction holds every bucket of a shard; the loop keeps the rule should
+            # BUCKETS grow.) The counter of each transaction counts the buckets as they stand
+            # once it is written; only the last one carries the check's time, so a transaction
+            # that loses a race leaves the shard to be redone, not marked done.
+            standing = {bucket: held.users for bucket, held in rows.items()}
+            order = sorted(after)
+            batches = [order[i:i + ROWS_PER_BATCH]
+                       for i in range(0, len(order), ROWS_PER_BATCH)] or [[]]
             done = True
-            # Every batch carries the counter (and its as-of time), so each is exact alone.
-            for start in range(0, max(len(changes), 1), ROWS_PER_BATCH):
-                batch = changes[start:start + ROWS_PER_BATCH]
-                written = self._commit(shard, batch, counter, at_ms)
-                if written is None:
+            for index, batch in enumerate(batches):
+                standing.update((bucket, after[bucket]) for bucket in batch)
+                agents = sum(counts(entry)[0] for users in standing.values()
+                             for entry in users.values())
+                admins = sum(counts(entry)[1] for users in standing.values()
+                             for entry in users.values())
+                last = index == len(batches) - 1
+                target = ShardCounter(agents, admins, at_ms if last else counter.as_of_ms,
+                                  counter.seen)
+                writes = [(bucket, after[bucket], rows[bucket].etag if bucket in rows else None)
+                          for bucket in batch]
+                result = self._commit(shard, writes, counter, target)
+                if result is None:
                     done = False
                     break
-                corrected += sum(sum(counts(old)) - sum(counts(new)) for _, old, new, _ in batch)
-                counter = written if written.etag else self._counter(shard)
+                corrected_total += sum(corrected[bucket] for bucket in batch)
+                counter = result if result.etag else self._counter(shard)
             if done:
-                return corrected, counter
+                return corrected_total, counter
         raise self._table.kept_changing("the presence gauge")
 
-    # ------------------------------------------------------------------ starting the check
-
-    def claim_check(self, now: datetime, min_interval: timedelta) -> Claim | None:
-        """Win the right to start the exact check: at most one per `min_interval`, all workers."""
-        table = self._table
-        with table.translate("reading the gauge's check trigger"):
-            try:
-                current = table.client.get_entity(table.org, TRIGGER_ROW)
-            except ResourceNotFoundError:
-                current = None
-        previous = None if current is None else _int(current["last_started"])
-        now_ms = epoch_ms(now)
-        if previous is not None and now_ms - previous < min_interval // timedelta(milliseconds=1):
-            return None
-        entity = {"PartitionKey": table.org, "RowKey": TRIGGER_ROW,
-                  "last_started": _int64(now_ms)}
-        with table.translate("claiming the gauge's check trigger"):
-            try:
-                if current is None:
-                    result = table.client.create_entity(entity)
-                else:
-                    result = table.client.update_entity(
-                        entity, mode=UpdateMode.REPLACE, etag=current.metadata["etag"],
-                        match_condition=MatchConditions.IfNotModified)
-            except HttpResponseError as err:
-                if is_conflict(err):
-                    return None  # another worker claimed it first
-                raise
-        return Claim(str(result["etag"]), previous)
-
-    def release_claim(self, claim: Claim) -> None:
-        """Give a claim back (the check could not start): the next rising event may try."""
-        table = self._table
-        with table.translate("releasing the gauge's check trigger"):
-            try:
-                if claim.previous_ms is None:
-                    table.client.delete_entity(
-                        table.org, TRIGGER_ROW, etag=claim.etag,
-                        match_condition=MatchConditions.IfNotModified)
-                else:
-                    table.client.update_entity(
-                        {"PartitionKey": table.org, "RowKey": TRIGGER_ROW,
-                         "last_started": _int64(claim.previous_ms)},
-                        mode=UpdateMode.REPLACE, etag=claim.etag,
-                        match_condition=MatchConditions.IfNotModified)
-            except HttpResponseError:
-                logger.debug("The gauge's check trigger changed meanwhile; left as it is")
-
-
-def _reading(counters: Mapping[int, _Counter]) -> GaugeReading | None:
+def _reading(counters: Mapping[int, ShardCounter]) -> GaugeReading | None:
     if all(counter.etag is None for counter in counters.values()):
         return None
     agents = sum(counter.agents for counter in counters.values())
     admins = sum(counter.admins for counter in counters.values())
     as_of = max(counter.as_of_ms for counter in counters.values())
+    covers = frozenset(role for counter in counters.values() for role in counter.seen)
     return GaugeReading(Split(agents + admins, agents, admins),
-                        from_epoch_ms(as_of) if as_of else None)
+                        from_epoch_ms(as_of) if as_of else None, covers)

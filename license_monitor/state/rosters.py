@@ -1,4 +1,5 @@
-"""The roster cache: pool and agent/admin classes, zlib JSON in chunks, replaced atomically."""
+"""The roster cache: pool and agent/admin classes, zlib JSON in chunks, replaced atomically;
+and the lease that lets one worker at a time refresh it in the background."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core import MatchConditions
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
 from license_monitor.state.table import (
@@ -20,12 +22,14 @@ from license_monitor.state.table import (
     chunks,
     dumps,
     guarded,
+    is_conflict,
 )
 from license_monitor.times import format_time, utc
 
 logger = logging.getLogger(__name__)
 
 ROSTER_ROW = "roster"
+REFRESH_ROW = "roster-refresh"  # until: the wall time (epoch s) a worker's refresh lease ends
 ROSTER_CHUNK_PREFIX = "roster|"
 # A save is one atomic batch (at most 100 operations): manifest + chunks + stale deletions.
 MAX_ROSTER_CHUNKS = 40
@@ -105,3 +109,60 @@ class RosterCache:
             return roster
         logger.warning("The cached roster is inconsistent; it will be rebuilt")
         return None
+
+    def claim_refresh(self, now_epoch: float, seconds: float) -> str | None:
+        """Take the refresh lease for `seconds` (wall time), unless another worker holds it;
+        returns its ETag (to release it), or None when another holds it."""
+        table = self._table
+        with table.translate("reading the roster refresh lease"):
+            try:
+                current = table.client.get_entity(table.org, REFRESH_ROW)
+            except ResourceNotFoundError:
+                current = None
+        if current is not None and float(current.get("until", 0)) > now_epoch:
+            return None
+        entity = {"PartitionKey": table.org, "RowKey": REFRESH_ROW,
+                  "until": float(now_epoch + seconds)}
+        with table.translate("claiming the roster refresh lease"):
+            try:
+                if current is None:
+                    result = table.client.create_entity(entity)
+                else:
+                    result = table.client.update_entity(
+                        entity, mode=UpdateMode.REPLACE, etag=current.metadata["etag"],
+                        match_condition=MatchConditions.IfNotModified)
+            except HttpResponseError as err:
+                if is_conflict(err):
+                    return None  # another worker claimed it first
+                raise
+        return str(result["etag"])
+
+    def release_refresh(self, etag: str, error: str | None = None) -> None:
+        """End this worker's lease, keeping `error` when the refresh failed for a reason that
+        will not pass by itself (a permission, the license data): the next check whose roster
+        has expired reports it. A lease changed meanwhile is left alone."""
+        table = self._table
+        with table.translate("releasing the roster refresh lease"):
+            try:
+                if error is None:
+                    table.client.delete_entity(table.org, REFRESH_ROW, etag=etag,
+                                               match_condition=MatchConditions.IfNotModified)
+                else:
+                    table.client.update_entity(
+                        {"PartitionKey": table.org, "RowKey": REFRESH_ROW, "until": 0.0,
+                         "error": error[:1000]},
+                        mode=UpdateMode.REPLACE, etag=etag,
+                        match_condition=MatchConditions.IfNotModified)
+            except HttpResponseError:
+                logger.debug("The roster refresh lease changed meanwhile; left as it is")
+
+    def refresh_error(self) -> str | None:
+        """Why the last background refresh failed, when it failed for a lasting reason."""
+        table = self._table
+        with table.translate("reading the roster refresh lease"):
+            try:
+                row = table.client.get_entity(table.org, REFRESH_ROW)
+            except ResourceNotFoundError:
+                return None
+        error = row.get("error")
+        return None if not error else str(error)

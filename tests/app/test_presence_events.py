@@ -293,3 +293,112 @@ def test_events_of_users_outside_the_pool_are_ignored(
     secondary["detail"]["eventBody"]["primary"] = False
     assert post(extension, secondary)[1] == {
         "received": 0, "applied": 0, "stale": 0, "ignored": 0, "check_started": False}
+
+
+def real_presence_envelope(user_id: str, system_presence: str, timestamp: str,
+                           *, with_timestamp: bool = True) -> dict[str, Any]:
+    """An EventBridge event as Genesys Cloud sends it, written out by hand from public samples:
+    the envelope of Genesys's aws-eventbridge-user-presence-update-blueprint
+    (events/UserPresenceChange.json: `time` in whole seconds, `detail.timestamp` with
+    milliseconds) around the presence body of the developer center's "User Presence with
+    Notifications" guide, which has no modifiedDate."""
+    event: dict[str, Any] = {
+        "version": "0",
+        "id": "4cbedb0f-4dfd-4c8e-9e57-0acded092527",
+        "detail-type": "v2.users.{id}.presence",
+        "source": "aws.partner/genesys.com/cloud/bb14bed0-f8f9-445d-b9d1-10cecb8569d6/monitor",
+        "account": "123456789012",
+        "time": timestamp[:19] + "Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {
+            "topicName": f"v2.users.{user_id}.presence",
+            "version": "2",
+            "eventBody": {
+                "source": "PURECLOUD",
+                "presenceDefinition": {"id": "6a3af858-942f-489d-9700-5f9bcdcdae9b",
+                                       "systemPresence": system_presence},
+                "primary": True,
+                "message": "",
+            },
+            "metadata": {"CorrelationId": "290034f4-c3d7-46fd-8342-ee5bc859b7e9"},
+            "timestamp": timestamp,
+        },
+    }
+    if not with_timestamp:
+        del event["detail"]["timestamp"]
+    return event
+
+
+LOGIN = ("ON_QUEUE", "2026-11-26T08:30:05.100Z")
+LOGOUT = ("OFFLINE", "2026-11-26T08:30:05.900Z")
+
+
+@pytest.mark.parametrize("per_request", [1, 2], ids=["one per request", "one batch"])
+def test_a_logout_in_the_same_second_as_the_login_is_not_lost(
+    per_request: int, world: Callable[..., World],
+    durable_extension: Callable[..., LocalDurableExtension],
+) -> None:
+    w = world(pool_users=20)
+    w.check()  # the roster
+    extension = durable_extension(app, w.host())
+
+    def send(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        answers = []
+        for start in range(0, len(events), per_request):
+            chunk = events[start:start + per_request]
+            status, answer = post(extension, chunk[0] if per_request == 1 else chunk)
+            assert status == 202, answer
+            answers.append(answer)
+        return answers
+
+    # In order: the logout (.900) follows the login (.100) of the same second.
+    answers = send([real_presence_envelope("user-00001", *LOGIN),
+                    real_presence_envelope("user-00001", *LOGOUT)])
+    assert reading(w).total == 0
+    assert sum(answer["stale"] for answer in answers) == (0 if per_request == 1 else 1)
+    # Out of order: the login arrives after the logout; it is older, so it changes nothing.
+    answers = send([real_presence_envelope("user-00002", *LOGOUT),
+                    real_presence_envelope("user-00002", *LOGIN)])
+    assert reading(w).total == 0
+    assert sum(answer["stale"] for answer in answers) == 1
+    # Envelopes without detail.timestamp (whole seconds only): the later to arrive wins.
+    send([real_presence_envelope("user-00003", *LOGIN, with_timestamp=False),
+          real_presence_envelope("user-00003", *LOGOUT, with_timestamp=False)])
+    assert reading(w).total == 0
+    # And a login after a logout in the same second counts.
+    send([real_presence_envelope("user-00004", "OFFLINE", "2026-11-26T08:30:06.100Z"),
+          real_presence_envelope("user-00004", "AVAILABLE", "2026-11-26T08:30:06.900Z")])
+    assert reading(w).total == 1
+    assert extension.start_requests == []
+
+
+def test_the_gauge_says_which_classes_its_events_cover(
+    world: Callable[..., World], durable_extension: Callable[..., LocalDurableExtension],
+) -> None:
+    w = world(pool_users=20)  # users 0, 7 and 14 are admins (in no queue), the others agents
+    org = w.simulator.org
+    start = w.now
+    w.check()
+    extension = durable_extension(app, w.host())
+    org.set_presence("user-00001", "ON_QUEUE", start + timedelta(minutes=1))
+    org.set_presence("user-00002", "ON_QUEUE", start + timedelta(minutes=1))
+    for event in presence_changes(org, start, start + timedelta(minutes=2)):
+        status, answer = post(extension, eventbridge_event(event))
+        assert status == 202
+    assert answer["gauge"]["covers"] == ["agents"]
+    w.now = start + timedelta(minutes=5)
+    org.now = w.now
+    tick = w.check()
+    # No admin has sent an event: between checks, admins' logins are not seen.
+    assert tick["gauge"]["covers"] == ["agents"]
+    assert tick["gauge"]["value"] == 2
+
+    org.set_presence("user-00007", "AVAILABLE", w.now + timedelta(minutes=1))
+    for event in presence_changes(org, w.now, w.now + timedelta(minutes=2)):
+        assert post(extension, eventbridge_event(event))[0] == 202
+    w.now += timedelta(minutes=5)
+    org.now = w.now
+    later = w.check()
+    assert later["gauge"]["covers"] == ["agents", "admins"]
+    assert (later["gauge"]["agents"], later["gauge"]["admins"]) == (2, 1)

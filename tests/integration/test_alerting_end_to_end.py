@@ -272,7 +272,11 @@ def test_a_forbidden_license_listing_fails_the_check_and_changes_nothing_else(
                              permission="authorization:license:view", times=None))
 
     w.at_level(93, minutes_later=61)  # the roster has expired: it is read again
-    failed = w.check()
+    # This check measures with the roster it has and starts the refresh, which is refused.
+    stale = w.check()
+    assert (stale["level"], stale["events"]) == ("warning", [])
+    w.at_level(93, minutes_later=1)
+    failed = w.check()  # the next one says so
 
     assert failed["level"] == "unknown"
     assert "missing the permission authorization:license:view" in failed["error"]
@@ -284,9 +288,11 @@ def test_a_forbidden_license_listing_fails_the_check_and_changes_nothing_else(
 
     w.simulator.clear_faults()
     w.at_level(93, minutes_later=1)
-    # What the period's figures are now (a dry run reads them and records nothing): had the
-    # failed check counted the 20 Communicate-only users, 113 would be minutes over capacity.
-    assert w.check(dry_run=True)["billing"] == first["billing"]
+    # What the period's figures are now (a dry run reads them and records nothing): the hour
+    # the stale-roster check measured counts 93, the pool's users; had any check counted the
+    # 20 Communicate-only users, it would be 113 and minutes over capacity.
+    billing = w.check(dry_run=True)["billing"]
+    assert (billing["billable_peak"], billing["minutes_over_capacity"]) == (93, 0)
     w.at_level(93)
     after = w.check()
     assert (after["level"], after["events"], after["pool"]) == ("warning", [], "licenses")
@@ -304,7 +310,9 @@ def test_a_license_listing_still_forbidden_is_alerted_as_a_missing_permission(
     w.simulator.forbid("/api/v2/license", "authorization:license:view")
 
     w.at_level(93)
-    assert w.check()["events"] == []
+    assert w.check()["events"] == []  # measured with the roster it had; its refresh refused
+    w.at_level(93)
+    assert w.check()["events"] == []  # the first failed check
     w.at_level(93)
     assert w.check()["events"] == ["monitor_failing"]
 

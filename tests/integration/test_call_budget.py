@@ -1,7 +1,7 @@
 """API calls per check, pinned for a generated org: a regression in what one check asks fails here.
 
-The formulas (README, "Scale and cost"), with H the users with logged-in time in the window (any
-license), U active users, L license holders, Q queues, m(q) the members of queue q:
+The formulas (docs/scale-and-cost.md "Measured"), with H the users with logged-in time in the
+window (any license), U active users, L license holders, Q queues, m(q) the members of queue q:
 
     warm check = 1 aggregates query + ceil(H / 100) details pages + 1 page past them
     roster     = ceil(U / 500) + ceil(L / 500) + ceil(Q / 500) + sum of ceil(m(q) / 100), m(q) > 0
@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import requests
@@ -97,6 +98,11 @@ class Monitor:
 
     def check(self, at: datetime) -> Counter[str]:
         """Run one license_check at `at`; return the Genesys calls it made, by endpoint."""
+        self.check_output(at)
+        return calls_by_endpoint(self.simulator)
+
+    def check_output(self, at: datetime) -> dict[str, Any]:
+        """Run one license_check at `at` (the simulator's request log starts afresh)."""
         with self.simulator.lock:
             self.simulator.org.now = at
         self.simulator.clear_requests()
@@ -106,7 +112,8 @@ class Monitor:
             instance_id=singleton_id(self.settings.client_key))
         assert result.runtime_status == "Completed", result.error
         assert result.output["level"] == "ok", result.output
-        return calls_by_endpoint(self.simulator)
+        assert isinstance(result.output, dict)
+        return result.output
 
 
 @pytest.fixture
@@ -167,19 +174,32 @@ def test_warm_check_costs_one_aggregates_query_and_the_details_pages(
     assert calls == expected_warm_calls(org, WARM_AT)
 
 
-def test_a_check_after_the_roster_expires_reads_the_roster_again_but_not_the_token(
+def test_a_check_after_the_roster_expires_reads_it_again_in_the_background_not_the_token(
     monitor: Callable[[SimOrg], Monitor],
 ) -> None:
     org = org_of_1000()
     checks = monitor(org)
     for minutes_before in (60, 45, 30, 15):  # every minute measured: nothing to catch up
         checks.check(COLD_AT - timedelta(minutes=minutes_before))
+    refresh = runtime.services().roster_refresh
+    assert refresh.completed == 1  # the cold check's
 
-    calls = checks.check(COLD_AT)
+    output = checks.check_output(COLD_AT)  # the roster is an hour old now
 
+    # The check measured with the expired roster (its split is known), read the org id again
+    # (once per roster) and started the refresh, which read the roster in the background.
+    assert "split" not in output
+    assert refresh.wait(60)
+    assert refresh.completed == 2
+    calls = calls_by_endpoint(checks.simulator)
     assert calls == Counter({ORGANIZATION: 1}) + expected_roster_calls(
         org) + expected_warm_calls(org, COLD_AT)
     assert TOKEN not in calls
+    state = runtime.services().state
+    assert state is not None
+    stored = state.roster.load()
+    assert stored is not None
+    assert stored["built_at"].startswith("2026-11-26T18:00:00")
 
 
 def test_minutes_no_check_measured_cost_their_details_pages_only(

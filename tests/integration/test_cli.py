@@ -101,7 +101,8 @@ def test_missing_license_data_exits_unknown_and_the_open_breach_stays_open(
     missing: str, named: str,
 ) -> None:
     sim = story_simulator(93)
-    # The roster is read again at every check, so each one reads the licenses.
+    # The roster expires at once, so every check has it read again in the background (and
+    # the CLI waits for that before exiting).
     env = env_for(sim, STATE_CONNECTION=azurite.connection_string, STATE_TABLE=table_name,
                   ROSTER_TTL_MINUTES="0")
     first = cli(["check", "--json"], env)
@@ -115,6 +116,11 @@ def test_missing_license_data_exits_unknown_and_the_open_breach_stays_open(
     else:
         sim.inject(Fault(kind="forbidden", path="/api/v2/license/users",
                          permission="authorization:license:view", times=None))
+    next_second()
+    # This check measures with the roster it has (never waiting for the refresh); the refresh
+    # it starts fails, and the next check says why.
+    stale = cli(["check", "--json"], env)
+    assert (stale.returncode, json.loads(stale.stdout)["events"]) == (1, [])
     next_second()
     failed = cli(["check", "--json"], env)
 

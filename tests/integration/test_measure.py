@@ -172,18 +172,21 @@ def big_sim(simulator: SimulatorFactory, big_org: SimOrg) -> GenesysSimulator:
 
 def run(
     client: GenesysClient, now: datetime, roster: Roster | None = None,
-    rule: AgentRule = QUEUE_RULE, concurrent_pool: Pool = POOL_FROM_LICENSES,
+    rule: AgentRule = QUEUE_RULE, concurrent_pool: Pool = POOL_FROM_LICENSES, *,
+    classes_in_time: bool = True,
 ) -> tuple[UsageReport, Roster]:
+    """measure() as a check runs it; the full roster's background build is done within the
+    check's short wait (`classes_in_time`, a small org's) or not (a large org's)."""
     return measure(
         client,
         now=now,
         window_minutes=WINDOW,
-        rule=rule,
         license_pattern=CX,
         roster=roster,
-        roster_ttl_minutes=60,
         parallel_pages=4,
         concurrent_pool=concurrent_pool,
+        full_roster=(lambda: load_roster(client, rule, CX, now, concurrent_pool=concurrent_pool))
+        if classes_in_time else None,
     )
 
 
@@ -342,14 +345,12 @@ def test_unknown_user_after_a_rebuild_is_remembered_not_rebuilt_again(
     roster = load_roster(client, QUEUE_RULE, CX, SHIFT_CHANGE)
     stranger = "00000000-0000-4000-8000-0000000000aa"
 
-    rebuilt = refresh_for_strangers(
-        client, roster, {stranger}, rule=QUEUE_RULE, license_pattern=CX, now=SHIFT_CHANGE
-    )
+    rebuilt = refresh_for_strangers(client, roster, {stranger}, license_pattern=CX,
+                                    now=SHIFT_CHANGE)
     assert rebuilt.unresolved == {stranger}
     sim.clear_requests()
-    same = refresh_for_strangers(
-        client, rebuilt, {stranger}, rule=QUEUE_RULE, license_pattern=CX, now=SHIFT_CHANGE
-    )
+    same = refresh_for_strangers(client, rebuilt, {stranger}, license_pattern=CX,
+                                 now=SHIFT_CHANGE)
     assert same is rebuilt
     assert sim.count() == 0
 
@@ -420,3 +421,49 @@ def test_a_fresh_cached_roster_gives_the_same_figures_as_a_cold_measurement(
     assert report.peak.total == 4  # u-agent-1, u-agent-2, u-admin-1, u-super-1
     assert (report.peak.agents, report.peak.admins) == (2, 2)
     assert report.to_dict() == run(client_for(sim), sim_now)[0].to_dict()
+
+
+def test_without_the_classes_in_time_the_figures_are_exact_and_the_split_pending(
+    simulator: SimulatorFactory, sim_now: datetime
+) -> None:
+    sim = simulator()  # small_org: now 3 (2 agents, 1 admin), peak 4 (2 and 2)
+    client = client_for(sim)
+
+    report, roster = run(client, sim_now, classes_in_time=False)
+
+    # Only the license listing was read: no users listing, no queue sweep.
+    assert sim.count("/api/v2/license/users", "GET") >= 1
+    assert sim.count("/api/v2/users", "GET") == 0
+    assert sim.count("/api/v2/routing/queues", "GET") == 0
+    assert (report.now.total, report.peak.total, report.window_distinct) == (3, 4, 5)
+    assert report.split_pending
+    assert report.to_dict()["concurrent"]["peak"] == {"total": 4, "agents": None,
+                                                      "admins": None}
+    assert report.to_dict()["split"] == "pending"
+    assert not roster.classified
+    # Once the classes are built, the same window splits as before.
+    classified, _ = run(client, sim_now, roster=load_roster(client, QUEUE_RULE, CX, sim_now))
+    assert (classified.peak.agents, classified.peak.admins) == (2, 2)
+    assert "split" not in classified.to_dict()
+
+
+def test_a_new_hire_without_the_classes_in_time_is_counted_with_the_split_pending(
+    simulator: SimulatorFactory,
+) -> None:
+    org = generate_org(300, seed=3, now=SHIFT_CHANGE)
+    sim = simulator(org)
+    client = client_for(sim)
+    _, roster = run(client, SHIFT_CHANGE - timedelta(minutes=5))
+    before = expected_figures(org, SHIFT_CHANGE)
+    with sim.lock:
+        hire = new_hire(org, ["cloudCX2"], SHIFT_CHANGE - timedelta(minutes=3))
+    sim.clear_requests()
+
+    report, reread = run(client, SHIFT_CHANGE, roster, classes_in_time=False)
+
+    assert sim.count("/api/v2/users", "GET") == 0  # only the pool was read again
+    assert reread.in_pool(hire.id)
+    assert hire.id in reread.unclassified
+    assert report.now.total == before.now_agents + before.now_admins + 1
+    assert report.now.pending == 1
+    assert report.split_pending

@@ -178,11 +178,13 @@ def test_a_chosen_level_and_bad_input(tied_sim: GenesysSimulator) -> None:
 
     wrong = run_cli(tied_sim, "--day", "2026-13-01", "--json")
     assert (wrong.returncode, wrong.stdout) == (3, "")
-    assert wrong.stderr.strip() == "peak-users failed: --day 2026-13-01 is not a date (YYYY-MM-DD)"
+    # Refused before any setting is read, with the format (a usage error: exit 3, never 2).
+    assert ("argument --day: '2026-13-01' is not a day: write it as YYYY-MM-DD, e.g. 2026-11-01"
+            in wrong.stderr)
     future = run_cli(tied_sim, "--day", "2999-01-01")
     assert "2999-01-01 has not begun yet" in future.stderr
     zero = run_cli(tied_sim, "--day", DAY.isoformat(), "--level", "0")
-    assert zero.returncode == 2
+    assert zero.returncode == 3  # a usage error is "unknown" (monitoring reads 2 as critical)
     assert "0 is not at least 1" in zero.stderr
 
 

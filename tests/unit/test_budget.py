@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from license_monitor.genesys.budget import RequestBudget
+from license_monitor.genesys.budget import RequestBudget, background
 
 
 class FakeClock:
@@ -106,3 +106,45 @@ def test_concurrent_callers_share_one_budget() -> None:
 def test_budget_must_allow_at_least_one_request(per_minute: int) -> None:
     with pytest.raises(ValueError, match="at least 1"):
         RequestBudget(per_minute)
+
+
+def test_background_requests_leave_two_thirds_of_the_budget_to_checks() -> None:
+    clock = FakeClock()
+    budget = RequestBudget(300, clock=clock, sleep=clock.sleep)
+    assert budget.background_limit == 100
+    with background():
+        granted = [budget.acquire() for _ in range(100)]
+    assert clock.sleeps == []  # a third of the window, at once
+    # The check that starts now sends 200 requests without waiting for the refresh's.
+    checks = [budget.acquire() for _ in range(200)]
+    assert clock.sleeps == []
+    # The refresh's next request waits until the window is under a third again, and the
+    # window never holds more than the budget.
+    with background():
+        granted.append(budget.acquire())
+    assert clock.sleeps
+    assert clock.now >= granted[0] + 60
+    assert max_in_any_window(granted + checks) <= 300
+
+
+def test_a_background_thread_pool_inherits_the_background_lane() -> None:
+    from license_monitor.deadline import ContextThreadPoolExecutor  # noqa: PLC0415
+
+    clock = FakeClock()
+    budget = RequestBudget(30, clock=clock, sleep=clock.sleep)
+    with background(), ContextThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(lambda _: budget.acquire(), range(10)))
+    assert clock.sleeps == []
+    with background(), ContextThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(budget.acquire).result()
+    assert clock.sleeps  # the 11th background request waited: the lane reached its pool
+
+
+def test_checks_busy_all_minute_do_not_stop_the_refresh_from_its_third() -> None:
+    clock = FakeClock()
+    budget = RequestBudget(300, clock=clock, sleep=clock.sleep)
+    checks = [budget.acquire() for _ in range(180)]  # a large org's checks, back to back
+    with background():
+        refresh = [budget.acquire() for _ in range(100)]
+    assert clock.sleeps == []
+    assert max_in_any_window(checks + refresh) <= 300

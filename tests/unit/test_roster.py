@@ -21,6 +21,7 @@ from license_monitor.roster import (
     Roster,
     Split,
     build_roster,
+    keep_classes,
     parse_agent_rule,
     split,
 )
@@ -167,6 +168,51 @@ def test_a_license_pattern_matching_no_license_in_use_is_an_error_not_zero() -> 
     assert roster.agents == frozenset({"u1"})
 
 
+def pool_only(pool: set[str], excluded: frozenset[str] = frozenset()) -> Roster:
+    """A roster as load_pool reads it: the pool, no classes yet."""
+    return Roster(NOW, POOL_FROM_LICENSES, frozenset(), frozenset(), frozenset(excluded),
+                  unclassified=frozenset(pool))
+
+
+def test_a_split_with_users_of_unknown_class_is_pending_not_guessed() -> None:
+    roster = pool_only({"a", "b", "c"}, {"comm"})
+    counted = split(["a", "b", "comm", "stranger"], roster)
+    assert counted == Split(2, 0, 0, pending=2)
+    assert counted.to_dict() == {"total": 2, "agents": None, "admins": None}
+    assert Split.from_dict(counted.to_dict()).total == 2
+    assert Split.from_dict(counted.to_dict()).pending == 2
+    assert roster.in_pool("a")
+    assert roster.knows("comm")
+    assert not roster.in_pool("comm")
+    assert not roster.classified
+    full = build_roster(USERS, LICENSES, {"agent"}, CX, NOW)
+    assert full.classified
+    assert split(["agent", "admin"], full).to_dict() == {"total": 2, "agents": 1, "admins": 1}
+
+
+def test_a_pool_read_again_keeps_the_classes_known_and_leaves_new_users_pending() -> None:
+    known = Roster(NOW - timedelta(minutes=30), POOL_FROM_LICENSES, frozenset({"agent"}),
+                   frozenset({"admin", "gone"}), frozenset({"comm"}),
+                   unresolved=frozenset({"ghost"}))
+    reread = keep_classes(pool_only({"agent", "admin", "new-hire"}, {"comm"}), known)
+    assert reread.agents == {"agent"}
+    assert reread.admins == {"admin"}  # "gone" left the pool
+    assert reread.unclassified == {"new-hire"}
+    assert reread.unresolved == {"ghost"}
+    assert not reread.in_pool("gone")
+    assert split(["agent", "admin", "new-hire"], reread) == Split(3, 1, 1, pending=1)
+    assert reread.built_at == known.built_at  # the classes' age decides the next refresh
+
+
+@given(ids, ids, ids)
+def test_a_roster_with_unclassified_users_survives_a_json_round_trip(
+    agents: frozenset[str], unclassified: frozenset[str], excluded: frozenset[str],
+) -> None:
+    roster = Roster(NOW, POOL_FROM_LICENSES, agents, frozenset(), excluded - agents,
+                    unclassified=unclassified - agents - excluded)
+    assert Roster.from_dict(json.loads(json.dumps(roster.to_dict()))) == roster
+
+
 def test_a_roster_remembers_who_left_the_pool_and_billing_counts_them_until_then() -> None:
     t0 = datetime(2026, 11, 26, 8, tzinfo=UTC)
     old = Roster(t0, "licenses", frozenset({"a", "leaver"}), frozenset({"b"}), frozenset())
@@ -187,3 +233,14 @@ def test_a_roster_remembers_who_left_the_pool_and_billing_counts_them_until_then
     kept = pool_segments(segments, new)
     assert [(s.user_id, s.end) for s in kept] == [
         ("leaver", t0 + timedelta(hours=1)), ("a", None)]
+
+
+def test_a_pool_read_again_remembers_who_left_it_from_when_it_was_read() -> None:
+    known = Roster(NOW - timedelta(minutes=30), POOL_FROM_LICENSES, frozenset({"agent"}),
+                   frozenset({"admin", "gone"}), frozenset())
+    pool = Roster(NOW, POOL_FROM_LICENSES, frozenset(), frozenset(), frozenset(),
+                  unclassified=frozenset({"agent", "admin"})).succeeding(known)
+    reread = keep_classes(pool, known)
+    # Stamped with the read that missed them, not with the older classes' time.
+    assert dict(reread.departed) == {"gone": NOW}
+    assert Roster.from_dict(reread.to_dict()).departed == reread.departed

@@ -190,7 +190,7 @@ def test_no_secret_in_errors_or_repr_whatever_it_is(secret: str) -> None:
     assert secret not in repr(ok)
 
 
-# Every integer setting and the range the README's Settings table states.
+# Every integer setting and the range the Settings table of docs/settings.md states.
 INTEGER_RANGES = {
     "LICENSE_CAPACITY": (1, 1_000_000),
     "WINDOW_MINUTES": (1, 1440),
