@@ -159,18 +159,14 @@ def measure_concurrency(
             times.append(moment)
             levels.append(level)
 
-    peak, peak_at = 0, start
-    for moment, moment_level in zip(times, levels, strict=True):
-        if moment_level > peak:
-            peak, peak_at = moment_level, moment
-    peak_users = (
-        frozenset(
-            user_id
-            for user_id, spans in spans_by_user.items()
-            if any(s <= peak_at and (e is None or e > peak_at) for s, e in spans)
-        )
-        if peak
-        else frozenset()
+    # The first instant of the highest level; with nobody logged in, the window's start (no
+    # span covers it then: every kept span has time in the window, so the level rose above 0).
+    peak = max(levels, default=0)
+    peak_at = times[levels.index(peak)] if peak else start
+    peak_users = frozenset(
+        user_id
+        for user_id, spans in spans_by_user.items()
+        if any(s <= peak_at and (e is None or e > peak_at) for s, e in spans)
     )
 
     return Concurrency(

@@ -11,8 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from license_monitor.alerting import (
+    MAX_REASON_CHARS,
     AlertEvent,
     AlertState,
+    Billing,
     CheckFailure,
     Decision,
     Level,
@@ -22,6 +24,7 @@ from license_monitor.alerting import (
     describe_cause,
     failure_cause,
     level_for,
+    one_line,
 )
 from license_monitor.quiet_hours import is_quiet
 from license_monitor.settings import QuietWindow
@@ -753,3 +756,594 @@ def test_an_escalation_held_and_no_longer_true_does_not_swallow_a_later_one() ->
     again = decide(usage(490), back.state, POLICY, NOW + timedelta(minutes=15))
     assert again.level == "critical"
     assert names(again) == ["escalation"]
+
+
+# ---- gaps found by mutation testing (scripts/mutation) ----------------------------------------
+
+def test_an_episode_escalates_once_even_when_it_dips_back_to_warning() -> None:
+    steps = [461, 480, 440, 480]  # warning, critical, 88 % (warning, held), critical again
+    state, sent = AlertState(), []
+    for minute, concurrent in enumerate(steps):
+        decision = decide(usage(concurrent), state, POLICY, NOW + timedelta(minutes=5 * minute))
+        sent.append(names(decision))
+        state = decision.state
+    assert sent == [["breach"], ["escalation"], [], []]
+    assert state.level == "critical"
+    assert state.escalated
+
+
+def test_four_missed_checks_still_announce_the_failing_monitor() -> None:
+    down = "Table Storage at 127.0.0.1:10002 could not be reached while saving the alert state"
+    state = decide(usage(300), AlertState(), POLICY, NOW).state
+    missed = [(NOW + timedelta(minutes=5 * n), CheckFailure(down)) for n in (1, 2, 3, 4)]
+
+    back = decide(CheckFailure(down), state, POLICY, NOW + timedelta(minutes=25), missed=missed)
+
+    assert names(back) == ["monitor_failing"]
+    assert back.events[0].occurred_at == NOW + timedelta(minutes=15)  # the third failure
+    assert back.state.consecutive_failures == 5
+    assert back.state.failing_notified
+
+
+def test_missed_checks_at_or_before_the_last_decided_one_are_not_counted() -> None:
+    down = "Table Storage at 127.0.0.1:10002 could not be reached while saving the alert state"
+    policy = Policy(capacity=500, failure_alert_after=2)
+    state = decide(usage(300), AlertState(), policy, NOW).state
+    missed = [(NOW, CheckFailure(down)), (NOW - timedelta(minutes=5), CheckFailure(down)),
+              (NOW + timedelta(minutes=10), CheckFailure(down))]  # the last one is "now"
+
+    back = decide(CheckFailure(down), state, policy, NOW + timedelta(minutes=10), missed=missed)
+
+    assert names(back) == []  # only this check failed: one failure, not three
+    assert back.state.consecutive_failures == 1
+    assert back.state.last_checked_at == NOW + timedelta(minutes=10)
+
+
+def test_a_breach_released_after_quiet_hours_restarts_the_reminder_clock() -> None:
+    policy = Policy(capacity=500, remind_every_minutes=10)
+    decisions = run_quietly([(461, True), (461, True), (461, True), (461, False),
+                             (461, False), (461, False)], policy)
+    # Breach released at +15 min; the next reminder is 10 minutes after it, not after the
+    # (held) breach's own time.
+    assert [names(d) for d in decisions] == [[], [], [], ["breach"], [], ["reminder"]]
+    assert decisions[3].state.last_notified_at == NOW + timedelta(minutes=15)
+
+
+def test_a_warning_breach_released_after_quiet_hours_can_still_escalate() -> None:
+    decisions = run_quietly([(480, True), (440, True), (440, False), (480, False)])
+    # Held breach critical, released as warning: critical later is news.
+    assert [names(d) for d in decisions] == [[], [], ["breach"], ["escalation"]]
+    assert decisions[2].events[0].level == "warning"
+    assert not decisions[2].state.escalated
+    assert decisions[3].state.escalated
+
+
+def test_an_escalation_released_after_quiet_hours_restarts_the_reminder_clock() -> None:
+    policy = Policy(capacity=500, remind_every_minutes=10)
+    decisions = run_quietly([(461, False), (480, True), (480, False), (480, False),
+                             (480, False)], policy)
+    assert [names(d) for d in decisions] == [["breach"], [], ["escalation"], [], ["reminder"]]
+    assert decisions[2].state.last_notified_at == NOW + timedelta(minutes=10)
+
+
+def test_every_problem_of_a_policy_is_named_in_one_error() -> None:
+    with pytest.raises(ValueError, match="invalid alert policy") as raised:
+        Policy(capacity=0, warning_percent=96.5, critical_percent=95, clear_margin_percent=97,
+               failure_alert_after=0, remind_every_minutes=-1)
+    assert str(raised.value) == (
+        "invalid alert policy: the capacity must be a positive number of licenses: 0; "
+        "the warning percent must be above 0 and at most the critical percent "
+        "(got warning 96.5, critical 95); "
+        "the clear margin must be at least 0 and below the warning percent (got 97); "
+        "failure_alert_after must be 1 or more: 0; "
+        "remind_every_minutes cannot be negative: -1")
+
+
+def test_the_smallest_valid_policy_is_accepted() -> None:
+    policy = Policy(capacity=1, warning_percent=95, critical_percent=95, clear_margin_percent=0,
+                    failure_alert_after=1, remind_every_minutes=0)
+    assert (policy.threshold("ok"), policy.threshold("warning"),
+            policy.threshold("critical")) == (0.0, 95, 95)
+    assert policy.utilization_percent(3) == 300.0
+
+
+def test_thresholds_and_utilization_of_a_policy() -> None:
+    policy = Policy(capacity=400, warning_percent=80, critical_percent=92.5)
+    assert policy.threshold("warning") == 80
+    assert policy.threshold("critical") == 92.5
+    assert policy.utilization_percent(1) == 0.25
+
+
+def test_a_state_written_before_a_field_existed_reads_with_its_defaults() -> None:
+    assert AlertState.from_dict({}) == AlertState()
+    minimal_usage = {"concurrent": 5, "agents": 4, "admins": 1, "window_distinct": 7}
+    state = AlertState.from_dict({"level": "warning", "last_usage": minimal_usage,
+                                  "overage_peak": "12", "consecutive_failures": "2"})
+    assert state.level == "warning"
+    assert state.last_usage == Usage(concurrent=5, agents=4, admins=1, window_distinct=7)
+    assert state.last_usage.billing is None
+    assert (state.overage_peak, state.consecutive_failures) == (12, 2)
+
+
+def test_a_stored_state_with_an_unknown_level_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown alert level 'amber' in stored state"):
+        AlertState.from_dict({"level": "amber"})
+    with pytest.raises(ValueError, match="unknown check level 'amber'"):
+        Decision.from_dict({"level": "amber", "state": {}, "events": []})
+    decision = Decision.from_dict({"level": "unknown", "state": {}, "events": []})
+    assert (decision.level, decision.state, decision.events) == ("unknown", AlertState(), ())
+
+
+def test_every_figure_of_a_state_survives_json() -> None:
+    full = Usage(concurrent=520, agents=500, admins=20, window_distinct=530, billable_peak=507,
+                 period_start="2026-11-01", minutes_over_capacity=41, billable_peak_upper=509,
+                 seconds_over_capacity=2_470, pool="all_users")
+    state = AlertState(
+        level="critical", episode_id="breach-20261126T110000Z", episode_started_at=EPISODE_START,
+        escalated=True, last_notified_at=NOW, consecutive_failures=2, failing_notified=True,
+        last_error="x", last_usage=full, failing_since=EPISODE_START, last_checked_at=NOW,
+        overage_period="2026-11-01", overage_peak=507,
+        overage_announced=(("2026-10-01", 502), ("2026-11-01", 507)))
+    data = json.loads(json.dumps(state.to_dict()))
+    assert data["last_usage"]["pool"] == "all_users"
+    assert data["last_checked_at"] == "2026-11-26T12:00:00.000Z"
+    assert AlertState.from_dict(data) == state
+    assert Usage.from_dict(full.to_dict()) == full
+    assert full.billing is not None
+    assert full.billing.to_dict() == {
+        "period_start": "2026-11-01", "billable_peak": 507, "billable_peak_upper": 509,
+        "seconds_over_capacity": 2_470, "minutes_over_capacity": 41}
+
+
+def test_usage_without_a_pool_counts_licenses() -> None:
+    data = {"concurrent": 5, "agents": 4, "admins": 1, "window_distinct": 7, "pool": None,
+            "billable_peak": None, "period_start": "2026-11-01"}
+    usage_read = Usage.from_dict(data)
+    assert usage_read.pool == "licenses"
+    assert usage_read.period_start == "2026-11-01"
+    assert usage_read.billing is None  # no billable peak yet
+
+
+def test_notification_keys_tell_reminders_and_overage_peaks_apart() -> None:
+    base = decide(usage(461), AlertState(), POLICY, NOW).events[0]
+    reminder = replace(base, event="reminder")
+    overage = replace(base, event="overage_locked_in", alert_id="overage-20261101")
+    assert base.key == "breach-20261126T120000Z:breach"
+    assert reminder.key == "breach-20261126T120000Z:reminder-20261126T120000Z"
+    assert overage.key == "overage-20261101:overage-400"
+    assert replace(overage, billing=None).key == "overage-20261101:overage_locked_in"
+
+
+def test_a_failure_alert_payload_has_no_usage_figures() -> None:
+    policy = Policy(capacity=500, failure_alert_after=1)
+    [event] = decide(CheckFailure("Genesys Cloud was unavailable (HTTP 503)"), AlertState(),
+                     policy, NOW).events
+    payload = event.to_payload()
+    assert {key: payload[key] for key in ("concurrent", "agents", "admins", "window_distinct",
+                                          "pool", "billable_peak", "billing",
+                                          "utilization_percent")} == dict.fromkeys(
+        ("concurrent", "agents", "admins", "window_distinct", "pool", "billable_peak", "billing",
+         "utilization_percent"))
+    assert (payload["level"], payload["previous_level"], payload["cause"]) == (
+        "unknown", "ok", "platform_unavailable")
+    assert payload["alert_id"] == "failing-20261126T120000Z"
+    assert AlertEvent.from_payload(payload) == event
+
+
+def test_a_payload_without_billing_keeps_the_usage_billable_peak() -> None:
+    event = decide(usage(461), AlertState(), POLICY, NOW).events[0]
+    bare = replace(event, billing=None)
+    payload = bare.to_payload()
+    assert (payload["billable_peak"], payload["billing"]) == (400, None)
+    back = AlertEvent.from_payload(payload)
+    assert back.usage is not None
+    assert (back.usage.billable_peak, back.usage.period_start) == (400, None)
+
+
+def test_billing_figures_survive_json_with_and_without_the_optional_ones() -> None:
+    full = Billing("2026-11-01", 507, minutes_over_capacity=41, billable_peak_upper=509,
+                   seconds_over_capacity=2_470)
+    assert Billing.from_dict(json.loads(json.dumps(full.to_dict()))) == full
+    assert Billing.from_dict({"period_start": "2026-11-01", "billable_peak": "507"}) == Billing(
+        "2026-11-01", 507)
+    event = replace(decide(usage(520), AlertState(), POLICY, NOW).events[0], billing=full)
+    back = AlertEvent.from_payload(json.loads(json.dumps(event.to_payload())))
+    assert back.billing == full
+    assert back.usage is not None
+    assert (back.usage.billable_peak_upper, back.usage.seconds_over_capacity,
+            back.usage.minutes_over_capacity) == (509, 2_470, 41)
+
+
+STORAGE_DOWN = ("Table Storage at 127.0.0.1:10002 could not be reached while saving the alert "
+                "state (ServiceRequestError)")
+
+
+@pytest.mark.parametrize(
+    ("reason", "cause"),
+    [
+        pytest.param("this machine's clock is 75 s ahead of Table Storage's "
+                     "(2026-11-26T12:00:00Z); fix its time synchronisation", "clock_skew",
+                     id="clock"),
+        pytest.param("This machine's clock is right", "check_failed", id="clock-not-ahead"),
+        pytest.param("The check is ahead of schedule", "check_failed", id="ahead-not-clock"),
+        pytest.param(STORAGE_DOWN, "storage_unavailable", id="storage"),
+        pytest.param("the OAuth client is missing the permission users:view",
+                     "permission_missing", id="missing"),
+        pytest.param("the OAuth client lacks a permission", "permission_missing", id="lacks"),
+        pytest.param("a permission was granted", "check_failed", id="permission-only"),
+        pytest.param("Genesys Cloud rejected the client credentials at login.mypurecloud.com",
+                     "bad_credentials", id="rejected-client"),
+        pytest.param("Genesys Cloud refused the token request at login.mypurecloud.com",
+                     "bad_credentials", id="token-refused"),
+        pytest.param("Genesys Cloud rejected a freshly issued access token", "bad_credentials",
+                     id="fresh-token"),
+        pytest.param("error invalid_client", "bad_credentials", id="invalid-client"),
+        pytest.param("Genesys Cloud was unavailable (connection failed) for GET /api/v2/users",
+                     "platform_unavailable", id="unavailable"),
+        pytest.param("Genesys Cloud kept rate-limiting GET /api/v2/users", "platform_unavailable",
+                     id="rate-limited"),
+        pytest.param("login.mypurecloud.com could not be reached (ConnectionError)",
+                     "platform_unavailable", id="unreachable"),
+        pytest.param("GET /api/v2/users timed out", "platform_unavailable", id="timed-out"),
+        pytest.param("the check passed its 240 s deadline while signing in (Genesys Cloud)",
+                     "platform_unavailable", id="deadline-sign-in"),
+        pytest.param("the check passed its 240 s deadline while measuring usage (Genesys Cloud)",
+                     "platform_unavailable", id="deadline-measuring"),
+        pytest.param("the check passed its 240 s deadline while recording (Table Storage)",
+                     "storage_unavailable", id="deadline-storage"),
+        pytest.param("Genesys Cloud answered HTTP 502", "platform_unavailable", id="http-5xx"),
+        pytest.param("Genesys Cloud answered HTTP 404", "check_failed", id="http-4xx"),
+        pytest.param("Genesys Cloud answered XHTTP 5020", "check_failed", id="not-a-status"),
+    ],
+)
+def test_every_wording_of_a_failure_has_its_cause(reason: str, cause: str) -> None:
+    assert failure_cause(reason) == cause
+    assert failure_cause(reason.upper()) == cause  # the wording, whatever its case
+
+
+def test_a_long_multi_line_reason_is_one_line_of_at_most_500_characters() -> None:
+    reason = "first line\n  second\tline " + "x" * 600
+    line = one_line(reason)
+    assert len(line) == MAX_REASON_CHARS
+    assert line.startswith("first line second line xxx")
+    assert line.endswith("x...")
+    exact = "y" * MAX_REASON_CHARS
+    assert one_line(exact) == exact
+    # Cut just after a space: the space is not kept before the ellipsis.
+    assert one_line("x" * 496 + " tail of the reason") == "x" * 496 + "..."
+
+
+def test_a_warning_threshold_under_one_percent_is_allowed_and_an_empty_state_stores() -> None:
+    assert Policy(capacity=10_000, warning_percent=0.5, critical_percent=0.8,
+                  clear_margin_percent=0.1).threshold(
+        "warning") == 0.5
+    data = AlertState().to_dict()
+    assert (data["last_usage"], data["held"], data["level"]) == (None, [], "ok")
+    assert AlertState.from_dict(json.loads(json.dumps(data))) == AlertState()
+
+
+def test_a_failure_alert_payload_names_the_last_billable_peak() -> None:
+    policy = Policy(capacity=500, failure_alert_after=1)
+    state = decide(usage(300, billable_peak=290), AlertState(), policy, NOW).state
+    [event] = decide(CheckFailure("x"), state, policy, NOW + timedelta(minutes=5)).events
+    assert event.to_payload()["billable_peak"] == 290
+
+
+def run_steps(steps: list[tuple[Usage | None, bool]], policy: Policy = POLICY) -> list[Decision]:
+    """Like run_quietly, with whole Usage figures (None = a failed check)."""
+    state, decisions = AlertState(), []
+    for index, (figures, quiet) in enumerate(steps):
+        outcome: Usage | CheckFailure = (
+            CheckFailure("Genesys Cloud was unavailable (HTTP 503)") if figures is None
+            else figures)
+        decision = decide(outcome, state, policy, NOW + timedelta(minutes=5 * index),
+                          quiet=quiet)
+        decisions.append(decision)
+        state = decision.state
+    return decisions
+
+
+def test_a_failure_announced_in_quiet_hours_and_recovered_at_their_end_pages_nobody() -> None:
+    policy = Policy(capacity=500, failure_alert_after=2)
+    decisions = run_quietly([(None, True), (None, True), (300, False)], policy)
+    assert [names(d) for d in decisions] == [[], [], []]
+    inside = run_quietly([(None, True), (None, True), (300, True)], policy)
+    assert inside[2].state.held == ()  # failing and recovered inside the window: nothing kept
+
+
+def test_a_failure_announced_before_quiet_hours_gets_its_recovery_after() -> None:
+    policy = Policy(capacity=500, failure_alert_after=2)
+    decisions = run_quietly([(None, False), (None, False), (300, True), (300, False)], policy)
+    assert [names(d) for d in decisions] == [[], ["monitor_failing"], [], ["monitor_recovered"]]
+    failing, recovered = decisions[1].events[0], decisions[3].events[0]
+    assert recovered.alert_id == failing.alert_id
+    assert recovered.occurred_at == NOW + timedelta(minutes=10)  # when it recovered
+
+
+def test_a_reminder_released_after_quiet_hours_carries_the_current_figures() -> None:
+    policy = Policy(capacity=500, remind_every_minutes=10)
+    decisions = run_quietly([(461, False), (461, True), (461, True), (465, False)], policy)
+    assert [names(d) for d in decisions] == [["breach"], [], [], ["reminder"]]
+    [reminder] = decisions[3].events
+    assert (reminder.event, reminder.level, reminder.previous_level) == (
+        "reminder", "warning", "warning")
+    assert (reminder.usage, reminder.billing) == (usage(465), usage(465).billing)
+    assert reminder.occurred_at == NOW + timedelta(minutes=15)
+    assert reminder.utilization_percent == 93.0
+    assert reminder.message == ("465 of 500 concurrent licenses in use (93.0%), warning "
+                                "threshold 90%; breached since 12:00 UTC")
+    assert decisions[3].state.last_notified_at == NOW + timedelta(minutes=15)
+
+
+def test_an_escalation_released_after_quiet_hours_carries_the_current_figures() -> None:
+    decisions = run_quietly([(461, False), (480, True), (485, False)])
+    [escalation] = decisions[2].events
+    assert (escalation.event, escalation.level, escalation.previous_level) == (
+        "escalation", "critical", "warning")
+    assert escalation.usage == usage(485)
+    assert escalation.occurred_at == NOW + timedelta(minutes=10)
+    assert escalation.message == ("485 of 500 concurrent licenses in use (97.0%), critical "
+                                  "threshold 95%; breached since 12:00 UTC")
+
+
+def test_a_breach_released_after_quiet_hours_says_it_comes_from_ok() -> None:
+    decisions = run_quietly([(461, True), (465, False)])
+    [breach] = decisions[1].events
+    assert (breach.previous_level, breach.level, breach.occurred_at) == (
+        "ok", "warning", NOW + timedelta(minutes=5))
+    assert breach.utilization_percent == 93.0
+
+
+def test_an_escalation_released_still_critical_is_not_sent_again_after_a_dip() -> None:
+    decisions = run_quietly([(461, False), (480, True), (480, False), (440, False), (480, False)])
+    assert [names(d) for d in decisions] == [["breach"], [], ["escalation"], [], []]
+    assert decisions[4].state.escalated is True
+
+
+def test_a_critical_breach_released_is_not_escalated_after_a_dip() -> None:
+    decisions = run_quietly([(480, True), (480, False), (440, False), (480, False)])
+    assert [names(d) for d in decisions] == [[], ["breach"], [], []]
+
+
+def test_an_overage_held_in_quiet_hours_keeps_the_episode_escalated() -> None:
+    decisions = run_steps([(usage(461), False), (usage(480), False),
+                           (usage(440, billable_peak=505), True),
+                           (usage(440, billable_peak=505), False),
+                           (usage(480, billable_peak=505), False)])
+    assert [names(d) for d in decisions] == [
+        ["breach"], ["escalation"], [], ["overage_locked_in"], []]
+
+
+def test_a_held_dropped_escalation_leaves_the_episode_not_escalated() -> None:
+    state = decide(usage(460), AlertState(), POLICY, NOW).state
+    state = decide(usage(490), state, POLICY, NOW + timedelta(minutes=5), quiet=True).state
+    back = decide(usage(430), state, POLICY, NOW + timedelta(minutes=10))
+    assert back.state.escalated is False
+
+
+def test_held_events_are_released_in_the_order_they_last_happened() -> None:
+    decisions = run_steps([(usage(400, billable_peak=505), True),
+                           (usage(461, billable_peak=505), True),
+                           (usage(461, billable_peak=508), True),
+                           (usage(461, billable_peak=508), False)])
+    assert names(decisions[3]) == ["breach", "overage_locked_in"]
+    assert decisions[3].events[1].billing is not None
+    assert decisions[3].events[1].billing.billable_peak == 508
+
+
+def test_an_event_of_the_check_that_ends_quiet_hours_is_sent_as_decided() -> None:
+    decisions = run_steps([(usage(300, billable_peak=505), True), (usage(461), False)])
+    assert names(decisions[1]) == ["overage_locked_in", "breach"]
+    breach = decisions[1].events[1]
+    assert breach.message == "461 of 500 concurrent licenses in use (92.2%), warning threshold 90%"
+
+
+def test_a_resolved_episode_leaves_nothing_of_itself_in_the_state() -> None:
+    escalated = decide(usage(480), breached("warning"), POLICY, NOW).state
+    resolved = decide(usage(300), escalated, POLICY, NOW + timedelta(minutes=5)).state
+    assert (resolved.episode_id, resolved.episode_started_at, resolved.escalated) == (
+        None, None, False)
+    assert resolved.last_notified_at == NOW + timedelta(minutes=5)
+
+
+def test_an_episode_without_an_id_takes_it_from_its_start() -> None:
+    previous = AlertState(level="warning", episode_started_at=EPISODE_START)
+    decision = decide(usage(461), previous, POLICY, NOW)
+    assert decision.state.episode_id == "breach-20261126T110000Z"
+    resolved = decide(usage(300), previous, POLICY, NOW)
+    assert resolved.events[0].alert_id == "breach-20261126T110000Z"
+
+
+def test_an_escalation_restarts_the_reminder_clock() -> None:
+    policy = Policy(capacity=500, remind_every_minutes=10)
+    escalation = decide(usage(480), breached("warning"), policy, NOW)
+    assert names(escalation) == ["escalation"]
+    assert escalation.state.last_notified_at == NOW
+    assert names(decide(usage(480), escalation.state, policy, NOW + timedelta(minutes=5))) == []
+
+
+def test_a_reminder_says_since_when_the_episode_is_breached() -> None:
+    policy = Policy(capacity=500, remind_every_minutes=60)
+    previous = replace(breached("critical", escalated=True),
+                       episode_started_at=datetime(2026, 11, 25, 23, 0, tzinfo=UTC))
+    [reminder] = decide(usage(480), previous, policy, NOW).events
+    assert (reminder.event, reminder.previous_level) == ("reminder", "critical")
+    assert reminder.message == ("480 of 500 concurrent licenses in use (96.0%), critical "
+                                "threshold 95%; breached since 25 Nov 23:00 UTC")
+
+
+def test_reminders_every_minute_are_allowed() -> None:
+    policy = Policy(capacity=500, remind_every_minutes=1)
+    previous = breached("warning", notified=NOW - timedelta(minutes=1))
+    assert names(decide(usage(461), previous, policy, NOW)) == ["reminder"]
+
+
+@pytest.mark.parametrize(
+    ("figures", "ending"),
+    [
+        pytest.param({"seconds_over_capacity": 2_470, "minutes_over_capacity": 41},
+                     "purchased; 41 minutes (2470 s) over capacity so far", id="seconds"),
+        pytest.param({"seconds_over_capacity": None, "minutes_over_capacity": None},
+                     "purchased", id="no-duration"),
+        pytest.param({"seconds_over_capacity": 119, "billable_peak_upper": 509},
+                     "purchased; 1 minutes (119 s) over capacity so far; by whole minutes it "
+                     "could read up to 509", id="upper"),
+        pytest.param({"seconds_over_capacity": 60, "billable_peak_upper": 507},
+                     "purchased; 1 minutes (60 s) over capacity so far", id="upper-same"),
+    ],
+)
+def test_overage_message_endings(figures: dict[str, int | None], ending: str) -> None:
+    figures_usage = replace(usage(400, billable_peak=507), **figures)  # type: ignore[arg-type]
+    [overage] = decide(figures_usage, AlertState(), POLICY, NOW).events
+    assert overage.message == ("Billable peak of the period from 2026-11-01 is 507 concurrent "
+                               "licenses, 7 over the 500 " + ending)
+
+
+def test_no_overage_without_a_billing_period() -> None:
+    no_period = replace(usage(400, billable_peak=507), period_start=None)
+    assert names(decide(no_period, AlertState(), POLICY, NOW)) == []
+
+
+def test_a_breach_and_a_resolution_are_stamped_and_name_the_level_left() -> None:
+    breach = decide(usage(461), AlertState(), POLICY, NOW)
+    assert breach.state.last_notified_at == NOW
+    resolved = decide(usage(300), breached("critical", escalated=True), POLICY, NOW)
+    assert (resolved.events[0].previous_level, resolved.events[0].level) == ("critical", "ok")
+
+
+def test_utilization_in_an_alert_is_rounded_to_one_decimal() -> None:
+    policy = Policy(capacity=300)
+    [breach] = decide(usage(280, billable_peak=200), AlertState(), policy, NOW).events
+    assert breach.utilization_percent == 93.3
+
+
+def test_a_new_run_of_failures_gets_a_new_failure_alert_id() -> None:
+    policy = Policy(capacity=500, failure_alert_after=2)
+    decisions = run_quietly([(None, False), (300, False), (None, False), (None, False),
+                             (300, False)], policy)
+    assert [names(d) for d in decisions] == [
+        [], [], [], ["monitor_failing"], ["monitor_recovered"]]
+    failing, recovered = decisions[3].events[0], decisions[4].events[0]
+    assert failing.alert_id == recovered.alert_id == "failing-20261126T121000Z"
+    assert (recovered.previous_level, recovered.level) == ("unknown", "ok")
+    assert recovered.cause == "platform_unavailable"
+    assert decisions[4].state.failing_since is None
+
+
+def test_overage_held_and_raised_again_at_the_end_of_quiet_hours_is_sent_once() -> None:
+    decisions = run_steps([(usage(400, billable_peak=505), True),
+                           (usage(400, billable_peak=508), False)])
+    assert names(decisions[1]) == ["overage_locked_in"]
+    assert decisions[1].events[0].billing is not None
+    assert decisions[1].events[0].billing.billable_peak == 508
+
+
+def test_a_state_stamped_by_a_clock_running_fast_is_repaired() -> None:
+    ahead = replace(breached("warning"), last_checked_at=NOW + timedelta(hours=1))
+    decision = decide(usage(300), ahead, POLICY, NOW, trusted_until=NOW)
+    assert names(decision) == ["resolved"]
+    assert decision.state.last_checked_at == NOW
+    assert decision.state.level == "ok"
+    # At the trusted limit itself the stored time stands: the same check is not decided twice.
+    at_limit = replace(breached("warning"), last_checked_at=NOW)
+    repeated = decide(usage(300), at_limit, POLICY, NOW, trusted_until=NOW)
+    assert (names(repeated), repeated.state) == ([], at_limit)
+    # A state never checked needs no repair.
+    fresh = decide(usage(461), AlertState(), POLICY, NOW, trusted_until=NOW)
+    assert names(fresh) == ["breach"]
+
+
+def test_a_repeated_failed_check_reports_unknown() -> None:
+    first = decide(CheckFailure("x"), AlertState(), POLICY, NOW)
+    again = decide(CheckFailure("x"), first.state, POLICY, NOW)
+    assert (again.level, again.events) == ("unknown", ())
+
+
+def test_missed_checks_at_the_same_instant_count_once() -> None:
+    down = "Table Storage at 127.0.0.1:10002 could not be reached while saving the alert state"
+    state = decide(usage(300), AlertState(), POLICY, NOW).state
+    moment = NOW + timedelta(minutes=5)
+    missed = [(moment, CheckFailure(down)), (moment, CheckFailure(down + " again"))]
+    back = decide(CheckFailure(down), state, POLICY, NOW + timedelta(minutes=10), missed=missed)
+    assert names(back) == []
+    assert back.state.consecutive_failures == 2
+    assert back.state.failing_since == moment
+
+
+def test_a_held_reminder_is_released_with_the_latest_figures_and_the_episode_start() -> None:
+    policy = Policy(capacity=300, remind_every_minutes=10)
+    yesterday = datetime(2026, 11, 25, 23, 0, tzinfo=UTC)
+    state = AlertState(level="warning", episode_id="breach-20261125T230000Z",
+                       episode_started_at=yesterday, last_notified_at=NOW)
+    state = decide(usage(280, billable_peak=200), state, policy, NOW + timedelta(minutes=10),
+                   quiet=True).state
+    [reminder] = decide(usage(281, billable_peak=250), state, policy,
+                        NOW + timedelta(minutes=15)).events
+    assert reminder.event == "reminder"
+    assert reminder.utilization_percent == 93.7
+    assert reminder.billing is not None
+    assert reminder.billing.billable_peak == 250
+    assert reminder.message == ("281 of 300 concurrent licenses in use (93.7%), warning "
+                                "threshold 90%; breached since 25 Nov 23:00 UTC")
+
+
+def test_a_warning_threshold_of_zero_is_named_as_the_problem() -> None:
+    with pytest.raises(ValueError, match="invalid alert policy") as raised:
+        Policy(capacity=10, warning_percent=0)
+    assert str(raised.value) == (
+        "invalid alert policy: the warning percent must be above 0 and at most the critical "
+        "percent (got warning 0, critical 95); the clear margin must be at least 0 and below "
+        "the warning percent (got 5)")
+
+
+def test_announced_overages_are_read_from_older_states_too() -> None:
+    current = AlertState.from_dict({"overage_announced": [["2026-10-01", "502"],
+                                                          ["2026-11-01", 507]]})
+    assert current.overage_announced == (("2026-10-01", 502), ("2026-11-01", 507))
+    older = AlertState.from_dict({"overage_period": "2026-11-01", "overage_peak": "507"})
+    assert older.overage_announced == (("2026-11-01", 507),)
+    assert AlertState.from_dict({"overage_period": "2026-11-01"}).overage_announced == ()
+    assert AlertState.from_dict({"overage_peak": 507}).overage_announced == ()
+
+
+def test_the_idle_holders_sentence_survives_json() -> None:
+    with_idle = replace(usage(461), idle="12 license holders have been idle for 30 days")
+    data = json.loads(json.dumps(with_idle.to_dict()))
+    assert data["idle"] == "12 license holders have been idle for 30 days"
+    assert Usage.from_dict(data) == with_idle
+    assert Usage.from_dict({**data, "idle": None}).idle is None
+
+
+def test_an_overage_completed_in_an_ended_period_says_so() -> None:
+    ended = Billing("2026-10-01", 507, minutes_over_capacity=41)
+    figures = replace(usage(400, billable_peak=300), earlier=(ended,))
+    [overage] = decide(figures, AlertState(), POLICY, NOW).events
+    assert overage.alert_id == "overage-20261001"
+    assert overage.billing == ended
+    assert overage.message == (
+        "Billable peak of the period from 2026-10-01 (ended, its last minutes measured now) is "
+        "507 concurrent licenses, 7 over the 500 purchased; 41 minutes over capacity in the "
+        "period")
+
+
+def test_a_held_reminder_released_after_the_level_fell_names_the_level_now() -> None:
+    policy = Policy(capacity=500, remind_every_minutes=10)
+    start = breached("critical", escalated=True, notified=NOW - timedelta(minutes=60))
+    held = decide(usage(480), start, policy, NOW, quiet=True).state
+    [reminder] = decide(usage(440), held, policy, NOW + timedelta(minutes=5)).events
+    assert (reminder.event, reminder.level, reminder.previous_level) == (
+        "reminder", "warning", "warning")
+
+
+def test_an_ended_period_without_overage_does_not_hide_the_current_one() -> None:
+    figures = replace(usage(400, billable_peak=507, minutes_over=41),
+                      earlier=(Billing("2026-10-01", 480),))
+    [overage] = decide(figures, AlertState(), POLICY, NOW).events
+    assert overage.alert_id == "overage-20261101"
+
+
+def test_a_breach_names_the_idle_license_holders() -> None:
+    idle = "12 license holders have been idle for 30 days"
+    [breach] = decide(replace(usage(461), idle=idle), AlertState(), POLICY, NOW).events
+    assert breach.message == ("461 of 500 concurrent licenses in use (92.2%), warning "
+                              f"threshold 90%; {idle}")

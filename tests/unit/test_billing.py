@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -216,3 +218,53 @@ def test_billable_peak_never_falls_as_time_is_added(
     more = before.plus(by_minutes({level: minutes}))
     assert more.billable_peak >= before.billable_peak
     assert more.billable_peak_upper >= before.billable_peak_upper
+
+
+@pytest.fixture
+def machine_far_east(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process's local time zone is UTC+14 (Kiritimati), not the UTC test machines run."""
+    monkeypatch.setenv("TZ", "Pacific/Kiritimati")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("machine_far_east")
+def test_billing_periods_are_utc_whatever_the_machine_time_zone() -> None:
+    # 12:00 UTC on Oct 31 is already Nov 1 on the machine's clock: still October's period.
+    assert billing_period_start(datetime(2026, 10, 31, 12, 0, tzinfo=UTC), 1) == date(2026, 10, 1)
+    # A naive time is read as UTC, not as the machine's local time.
+    assert billing_period_start(datetime(2026, 11, 1, 5, 0), 1) == date(2026, 11, 1)
+
+
+def test_time_at_or_above_a_level_includes_the_level_itself() -> None:
+    histogram = Histogram({0: 1_000, 3: 2_000, 5: 4_000, 9: 8_000}, {9: 1})
+    assert histogram.ms_at_or_above(5) == 12_000
+    assert histogram.ms_at_or_above(6) == 8_000
+    assert histogram.ms_at_or_above(10) == 0
+
+
+def test_a_re_measured_minute_that_leaves_a_level_takes_it_out_of_the_histogram() -> None:
+    before = Histogram.of_minute(MinuteProfile({5: 60_000}))
+    _, delta = merge_minutes({minute(0): MinuteRecord(MinuteProfile({5: 60_000}), minute(1))},
+                             {minute(0): MinuteRecord(MinuteProfile({3: 60_000}), minute(2))})
+    after = before.plus(delta, strict=True)  # 5 goes to exactly zero: valid, not a mismatch
+    assert after == Histogram({3: 60_000}, {3: 1})
+    assert after.billable_peak_upper == 0
+    assert Histogram().plus(Histogram({5: 0}, {5: 0})) == Histogram()  # a zero adds nothing
+
+
+def test_a_histogram_below_zero_names_the_level_and_the_count() -> None:
+    with pytest.raises(ValueError, match="does not match") as raised:
+        by_minutes({5: 1}).plus(by_minutes({5: -2}), strict=True)
+    assert str(raised.value) == (
+        "the histogram would hold -60000 at level 5: it does not match the recorded minutes")
+
+
+def test_an_unchanged_minute_does_not_stop_the_merge_of_the_next_ones() -> None:
+    recorded = {minute(0): record(0, {5: 60_000}, 10)}
+    measured = {minute(0): record(0, {5: 60_000}, 20), minute(1): record(1, {7: 60_000}, 20)}
+    rows, delta = merge_minutes(recorded, measured)
+    assert rows == {minute(1): measured[minute(1)]}
+    assert delta == Histogram({7: 60_000}, {7: 1})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
@@ -299,3 +300,128 @@ def test_peak_matches_brute_force_over_every_second(segments: list[PresenceSegme
         if len(online) > best:
             best, best_at = len(online), moment
     assert (result.peak, result.peak_at) == (best, best_at)
+
+
+# ---------------------------------------------------------------- minute profiles
+
+
+def test_profile_time_at_or_above_a_level_includes_the_level_itself() -> None:
+    profile = MinuteProfile({0: 10_000, 4: 20_000, 5: 25_000, 7: 5_000})
+    assert profile.ms_at_or_above(5) == 30_000
+    assert profile.ms_at_or_above(6) == 5_000
+    assert profile.ms_at_or_above(0) == 60_000
+    assert profile.ms_at_or_above(8) == 0
+
+
+def test_profile_text_lists_levels_in_order_without_empty_ones() -> None:
+    profile = MinuteProfile({7: 5_000, 0: 10_000, 3: 0, 5: 45_000})
+    assert profile.encode() == "0:10000,5:45000,7:5000"
+    assert MinuteProfile.decode(profile.encode()) == MinuteProfile({0: 10_000, 5: 45_000, 7: 5_000})
+
+
+def test_a_flat_minute_is_the_whole_minute_at_one_level() -> None:
+    assert MinuteProfile.flat(12) == MinuteProfile({12: 60_000})
+    assert MinuteProfile.flat(12).peak == 12
+    assert MinuteProfile.flat(12).encode() == "12:60000"
+
+
+@pytest.mark.parametrize(
+    ("text", "ms_at"),
+    [
+        ("5:30000,5:30000", {5: 60_000}),  # a level given twice adds up
+        ("3:0,5:60000", {3: 0, 5: 60_000}),  # an empty part is harmless
+        ("0:60000", {0: 60_000}),
+    ],
+    ids=["repeated-level", "zero-part", "idle-minute"],
+)
+def test_profile_text_is_read_back_as_the_same_minute(text: str, ms_at: dict[int, int]) -> None:
+    assert MinuteProfile.decode(text) == MinuteProfile(ms_at)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["-1:60000", "5:-1,6:60001", "100:59000", "", "5:60000,6:1"],
+    ids=["negative-level", "negative-time", "short-minute", "empty", "long-minute"],
+)
+def test_profile_text_that_is_not_a_minute_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="not a minute's concurrency profile"):
+        MinuteProfile.decode(text)
+
+
+def test_a_refused_profile_quotes_at_most_80_characters_of_it() -> None:
+    text = ",".join(["1:1"] * 60)  # 60 ms: far from a minute, and long
+    with pytest.raises(ValueError, match="profile") as raised:
+        MinuteProfile.decode(text)
+    assert repr(text[:80]) in str(raised.value)
+    assert repr(text[:81]) not in str(raised.value)
+
+
+# ---------------------------------------------------------------- instants that are not whole
+
+
+def test_minute_keys_are_whole_minutes_when_the_window_starts_between_milliseconds() -> None:
+    start = datetime(2026, 11, 26, 12, 0, 0, 250_000, tzinfo=UTC)  # 250 ms after the minute
+    end = datetime(2026, 11, 26, 12, 3, 0, 250_000, tzinfo=UTC)
+    result = measure_concurrency([PresenceSegment("a", start, None, "BUSY")], start, end)
+    whole = datetime(2026, 11, 26, 12, 1, tzinfo=UTC)
+    assert list(result.minutes) == [whole, whole + timedelta(minutes=1)]
+    assert all(profile == MinuteProfile.flat(1) for profile in result.minutes.values())
+
+
+def test_a_window_starting_on_the_minute_includes_that_minute() -> None:
+    start = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+    result = measure_concurrency([], start, start + timedelta(minutes=2))
+    assert list(result.minutes) == [start, start + timedelta(minutes=1)]
+
+
+def test_a_user_who_logs_out_at_the_instant_of_the_peak_is_not_among_its_users() -> None:
+    # a logs out at 5 when b and c log in: the peak (2) is reached at 5 without a.
+    segments = [seg("a", 1, 5), seg("b", 5, 9), seg("c", 5, 9)]
+    result = measure_concurrency(segments, START, T)
+    assert (result.peak, result.peak_at) == (2, at(5))
+    assert result.peak_users == {"b", "c"}
+
+
+def test_sub_second_changes_are_kept_to_the_millisecond() -> None:
+    minute = datetime(2026, 11, 26, 12, 1, tzinfo=UTC)
+    segments = [PresenceSegment("a", minute + timedelta(milliseconds=1_500),
+                                minute + timedelta(milliseconds=2_250), "BUSY")]
+    result = measure_concurrency(segments, minute - timedelta(minutes=1),
+                                 minute + timedelta(minutes=1))
+    assert result.minutes[minute] == MinuteProfile({0: 59_250, 1: 750})
+
+
+def test_other_time_zones_measure_the_same_instants() -> None:
+    # The same window and logins written in UTC+05:30 and UTC-03:00: minutes and peak agree.
+    segments = [seg("a", 1.5, 7.25), seg("b", 3, None), seg("c", -2, 4)]
+    in_utc = measure_concurrency(segments, START, T)
+    for zone in (ZoneInfo("Asia/Kolkata"), ZoneInfo("America/Sao_Paulo")):
+        moved = [PresenceSegment(s.user_id, s.start.astimezone(zone),
+                                 None if s.end is None else s.end.astimezone(zone), s.presence)
+                 for s in segments]
+        elsewhere = measure_concurrency(moved, START.astimezone(zone), T.astimezone(zone))
+        assert summary(elsewhere) == summary(in_utc)
+        assert [profile.encode() for profile in elsewhere.minutes.values()] == [
+            profile.encode() for profile in in_utc.minutes.values()]
+
+
+def test_a_change_between_milliseconds_is_counted_in_whole_milliseconds() -> None:
+    minute = datetime(2026, 11, 26, 12, 1, tzinfo=UTC)
+    login = minute + timedelta(microseconds=1_500_500)  # 1.5005 s into the minute
+    result = measure_concurrency([PresenceSegment("a", login, None, "BUSY")],
+                                 minute - timedelta(minutes=1), minute + timedelta(minutes=1))
+    profile = result.minutes[minute]
+    assert profile == MinuteProfile({0: 1_500, 1: 58_500})
+    assert profile.encode() == "0:1500,1:58500"
+    assert MinuteProfile.decode(profile.encode()) == profile
+
+
+def test_a_level_held_twice_in_one_minute_adds_up() -> None:
+    minute = datetime(2026, 11, 26, 12, 1, tzinfo=UTC)
+    second = timedelta(seconds=1)
+    segments = [PresenceSegment("a", minute + second, minute + 2 * second, "BUSY"),
+                PresenceSegment("a", minute + 3 * second, minute + 5 * second, "BUSY"),
+                PresenceSegment("b", minute + 4 * second, minute + 6 * second, "BUSY")]
+    result = measure_concurrency(segments, minute, minute + timedelta(minutes=1))
+    # 0 for 1 s, 1 for 1 s, 0 for 1 s, 1 for 1 s, 2 for 1 s, 1 for 1 s, then 0 for 54 s.
+    assert result.minutes[minute] == MinuteProfile({0: 56_000, 1: 3_000, 2: 1_000})
