@@ -564,6 +564,12 @@ def test_overage_message_says_how_far_over_and_for_how_long() -> None:
         "period_start": "2026-11-01", "billable_peak": 507, "minutes_over_capacity": 41,
         "billable_peak_upper": None, "seconds_over_capacity": None}
     assert AlertEvent.from_payload(overage.to_payload()) == overage
+    # The state remembers it per period, and as the last one announced (older versions read
+    # only those two fields: a rollback must not announce it again).
+    assert decision.state.overage_announced == (("2026-11-01", 507),)
+    assert (decision.state.overage_period, decision.state.overage_peak) == ("2026-11-01", 507)
+    restored = AlertState.from_dict({"overage_period": "2026-11-01", "overage_peak": 507})
+    assert restored.announced_overages == {"2026-11-01": 507}
 
 
 # ---- quiet hours ------------------------------------------------------------------------------
