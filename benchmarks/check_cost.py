@@ -114,12 +114,14 @@ def facts_of(org: SimOrg) -> OrgFacts:
 
 def probe(kind: str, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
     """Run benchmarks.cost_probe in a fresh process and return its JSON result."""
+    # A series' progress (one line per check) goes straight to this process's stderr.
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.cost_probe", kind, json.dumps(spec)],
-        cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False)
+        cwd=REPO, stdout=subprocess.PIPE, stderr=None if kind == "series" else subprocess.PIPE,
+        text=True, timeout=timeout, check=False)
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
-        raise RuntimeError(f"{kind} run failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"{kind} run failed ({done.returncode}):\n{(done.stderr or '')[-3000:]}")
     result: dict[str, Any] = json.loads(lines[-1])
     if result["status"] != "Completed" or result.get("error"):
         raise RuntimeError(f"{kind} run did not complete: {result.get('error')}")

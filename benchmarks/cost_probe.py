@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import resource
 import sys
 import time
@@ -345,9 +346,13 @@ def main(argv: list[str]) -> int:
     runners = {"check": run_check, "naive": run_naive, "series": run_series}
     result = runners[kind](spec)
     result["measured_at"] = datetime.now().astimezone().isoformat(timespec="seconds")
-    print(json.dumps(result))
+    print(json.dumps(result), flush=True)
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    main(sys.argv[1:])
+    sys.stderr.flush()
+    # Measured and printed: a roster refresh still under way on its thread pool would hold the
+    # interpreter's exit for minutes, and it belongs to no figure.
+    os._exit(0)

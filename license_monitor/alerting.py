@@ -86,6 +86,8 @@ class Policy:
     clear_margin_percent: float = 5
     failure_alert_after: int = 3
     remind_every_minutes: int = 0
+    # forecast_breach only when the forecast peak is over capacity by more than this share
+    forecast_margin_percent: float = 0.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -105,6 +107,9 @@ class Policy:
             problems.append(f"failure_alert_after must be 1 or more: {self.failure_alert_after}")
         if self.remind_every_minutes < 0:
             problems.append(f"remind_every_minutes cannot be negative: {self.remind_every_minutes}")
+        if not 0 <= self.forecast_margin_percent <= 50:
+            problems.append("the forecast alert margin must be from 0 to 50 percent "
+                            f"(got {self.forecast_margin_percent:g})")
         if problems:
             raise ValueError("invalid alert policy: " + "; ".join(problems))
 
@@ -729,7 +734,8 @@ def _forecast_breach(
 ) -> AlertEvent | None:
     """forecast_breach when the forecast crosses capacity while usage is below the warning
     line, once per day (the forecast's day): it warns, it never resolves or escalates."""
-    if forecast is None or state.level != "ok" or not breach_expected(forecast, policy.capacity):
+    if forecast is None or state.level != "ok" or not breach_expected(
+            forecast, policy.capacity, margin_percent=policy.forecast_margin_percent):
         return None
     day = forecast.day.strftime("%Y%m%d")
     if state.forecast_day == day:

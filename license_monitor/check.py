@@ -238,6 +238,7 @@ def _policy(services: Services) -> alerting.Policy:
         clear_margin_percent=settings.clear_margin_percent,
         failure_alert_after=settings.failure_alert_after,
         remind_every_minutes=settings.remind_every_minutes,
+        forecast_margin_percent=settings.forecast_alert_margin_percent,
     )
 
 

@@ -34,7 +34,6 @@ RECENT_SLOTS = 16  # today's level is read over its last 4 hours
 # one slot of today seen the scale barely moves; with three hours it follows today.
 PRIOR_SLOTS = 1.0
 MIN_EVIDENCE = 0.7  # see breach_expected
-MARGIN = 0.0  # over capacity by more than this share (the backtest tries others)
 SCALE_LIMITS = (0.5, 2.0)  # a day half or twice its usual level is as far as the shape is bent
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
@@ -236,8 +235,11 @@ def _slot_start(day: date, slot: int, zone: ZoneInfo) -> datetime:
     return utc(local)
 
 
-def breach_expected(forecast: Forecast | NoForecast | None, capacity: int) -> bool:
-    """The forecast says today's remaining peak goes over the purchased count, and it rests on
-    enough of today's own level (MIN_EVIDENCE): the usual shape alone does not alert."""
-    return (isinstance(forecast, Forecast) and forecast.peak > capacity * (1 + MARGIN)
+def breach_expected(forecast: Forecast | NoForecast | None, capacity: int, *,
+                    margin_percent: float = 0.0) -> bool:
+    """The forecast says today's remaining peak goes over the purchased count by more than
+    `margin_percent` of it (FORECAST_ALERT_MARGIN_PERCENT), and it rests on enough of today's
+    own level (MIN_EVIDENCE): the usual shape alone does not alert."""
+    return (isinstance(forecast, Forecast)
+            and forecast.peak > capacity * (1 + margin_percent / 100)
             and forecast.evidence >= MIN_EVIDENCE)

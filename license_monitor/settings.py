@@ -155,6 +155,7 @@ class Settings:
     quiet_hours: tuple[QuietWindow, ...] = ()
     quiet_hours_timezone: str = "UTC"
     forecast_timezone: str = "UTC"  # the org's day for the forecast (docs/forecast.md)
+    forecast_alert_margin_percent: float = 0.0  # forecast_breach needs the peak this far over
     retention_days: int = 90
     history_retention_days: int = 7
     org_name: str | None = None
@@ -462,6 +463,9 @@ class _Parser:
                 "FORECAST_TIMEZONE",
                 f"FORECAST_TIMEZONE must be an IANA time zone such as America/Chicago, "
                 f"got {_shown(forecast_zone, 60)}.")
+        forecast_margin = self.number(
+            "FORECAST_ALERT_MARGIN_PERCENT", 0.0, float, lambda v: 0 <= v <= 50,
+            "a percentage of the capacity from 0 to 50")
 
         email_to = tuple(
             a.strip() for a in (self.raw("ALERT_EMAIL_TO") or "").split(",") if a.strip())
@@ -514,6 +518,7 @@ class _Parser:
             "quiet_hours": quiet,
             "quiet_hours_timezone": quiet_zone,
             "forecast_timezone": forecast_zone,
+            "forecast_alert_margin_percent": forecast_margin,
             "retention_days": self.integer("RETENTION_DAYS", 90),
             "history_retention_days": self.integer("HISTORY_RETENTION_DAYS", 7),
             "org_name": self.raw("ORG_NAME"),

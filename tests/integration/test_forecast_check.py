@@ -94,3 +94,20 @@ def test_a_day_without_enough_history_has_no_forecast_and_sends_nothing(
     assert w.receiver.delivered == []
     assert summary_line(reports[0]).endswith(
         "no forecast: 1 of the last 4 Thursdays recorded, 2 needed")
+
+
+def test_the_forecast_alert_margin_holds_back_a_forecast_just_over_capacity(
+        world: Callable[..., World]) -> None:
+    # The same Thursdays and morning as above (a forecast of about 106 of 100), with
+    # FORECAST_ALERT_MARGIN_PERCENT=10: the forecast is reported, and nothing is sent.
+    w = world(FORECAST_ALERT_MARGIN_PERCENT="10")
+    assert w.services.state is not None
+    store_history(w.services.state, past_thursdays(4), 106, at(9, 50))
+    store_history(w.services.state, [WORLD_START.replace(hour=0)], 106, at(9, 50))
+    reports = []
+    for moment in (at(10, 0), at(10, 30)):
+        online_from(w, 86, moment - timedelta(minutes=14))
+        reports.append(check_at(w, moment))
+    assert [r["forecast"]["peak"] > 100 for r in reports] == [True, True]
+    assert [r["events"] for r in reports] == [[], []]
+    assert w.receiver.delivered == []

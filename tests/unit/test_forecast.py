@@ -177,6 +177,19 @@ def test_the_usual_shape_alone_never_alerts_before_today_is_seen() -> None:
     assert breach_expected(forecast, 500)
 
 
+def test_the_alert_margin_holds_back_a_forecast_only_just_over_capacity() -> None:
+    # About 510 of 500 (2 % over): alerts with no margin or 1 %, not with 2 % or 5 %.
+    now = at(TUESDAY, 10)
+    forecast = forecast_today(history([510, 510, 510]) + day_samples(TUESDAY, 510, until=now),
+                              now, UTC_ZONE)
+    assert isinstance(forecast, Forecast)
+    assert forecast.peak == 510
+    assert breach_expected(forecast, 500)
+    assert breach_expected(forecast, 500, margin_percent=1)
+    assert not breach_expected(forecast, 500, margin_percent=2)
+    assert not breach_expected(forecast, 500, margin_percent=5)
+
+
 @settings(max_examples=60, deadline=None)
 @given(levels=st.lists(st.integers(0, 2_000), min_size=2, max_size=4),
        today=st.integers(0, 2_000), hour=st.integers(0, 23), minute=st.integers(0, 59))

@@ -407,6 +407,18 @@ def test_the_forecast_day_is_the_quiet_hours_zone_unless_set() -> None:
         Settings.from_env({**base, "FORECAST_TIMEZONE": "Mars/Olympus"})
 
 
+def test_the_forecast_alert_margin_is_a_percentage_from_0_to_50() -> None:
+    base = {"GENESYS_CLIENT_ID": "id", "GENESYS_CLIENT_SECRET": "secret",
+            "LICENSE_CAPACITY": "500"}
+    assert Settings.from_env(base).forecast_alert_margin_percent == 0
+    assert Settings.from_env(
+        {**base, "FORECAST_ALERT_MARGIN_PERCENT": "2.5"}).forecast_alert_margin_percent == 2.5
+    for bad in ("-1", "51", "nan", "two"):
+        with pytest.raises(ConfigError, match="FORECAST_ALERT_MARGIN_PERCENT must be a "
+                                              "percentage of the capacity from 0 to 50"):
+            Settings.from_env({**base, "FORECAST_ALERT_MARGIN_PERCENT": bad})
+
+
 @pytest.mark.parametrize("schedule", [
     "0 */5 * * * 1-5", "0 0 9 * * Mon", "0 */5 * */2 * *", "0 0 0 1 * *", "0 0 0 * 1-6 *"])
 def test_a_schedule_that_skips_days_is_refused_with_one_sentence(schedule: str) -> None:
