@@ -26,6 +26,7 @@ from license_monitor.alerting import (
     level_for,
     one_line,
 )
+from license_monitor.forecast import Forecast
 from license_monitor.quiet_hours import is_quiet
 from license_monitor.settings import QuietWindow
 
@@ -843,6 +844,26 @@ def test_every_problem_of_a_policy_is_named_in_one_error() -> None:
         "the clear margin must be at least 0 and below the warning percent (got 97); "
         "failure_alert_after must be 1 or more: 0; "
         "remind_every_minutes cannot be negative: -1")
+
+
+@pytest.mark.parametrize("margin", [-0.5, 50.5, float("nan")])
+def test_a_forecast_margin_outside_0_to_50_percent_is_refused(margin: float) -> None:
+    with pytest.raises(ValueError, match="the forecast alert margin must be from 0 to 50 percent"):
+        Policy(capacity=500, forecast_margin_percent=margin)
+
+
+@pytest.mark.parametrize(("margin", "sent"), [
+    (0, True), (1.9, True), (2, False), (50, False),
+])
+def test_the_forecast_margin_decides_whether_a_forecast_just_over_capacity_warns(
+        margin: float, sent: bool) -> None:
+    # A forecast of 510 against 500 is 2 % over: it warns only under a smaller margin.
+    forecast = Forecast(peak=510, low=500, high=520, at=NOW + timedelta(hours=2),
+                        based_on_days=4, weekday="Thursday", day=NOW.date(), evidence=0.9)
+    policy = Policy(capacity=500, forecast_margin_percent=margin)
+    decision = decide(Usage(concurrent=300, agents=300, admins=0, window_distinct=300),
+                      AlertState(), policy, NOW, forecast=forecast)
+    assert [e.event for e in decision.events] == (["forecast_breach"] if sent else [])
 
 
 def test_the_smallest_valid_policy_is_accepted() -> None:
