@@ -138,12 +138,12 @@ def main() -> None:
             bodies = shift_change(args.users, args.logins, offset)
             counter.count = 0
             began = time.perf_counter()
-            answers, cpu = ingest_all(store, memo, bodies, per_request)
+            answers, cpu_times = ingest_all(store, memo, bodies, per_request)
             seconds = time.perf_counter() - began
             print(f"{label}: {len(bodies):,} events in {seconds:.2f} s = "
                   f"{len(bodies) / seconds:,.0f} events/s; {counter.count:,} storage requests "
                   f"= {counter.count / len(bodies):.2f} per event; per request "
-                  f"{timings(answers)}; CPU per request {timings(cpu)}")
+                  f"{timings(answers)}; CPU per request {timings(cpu_times)}")
             counter.count = 0
             ingest_all(store, memo, bodies, per_request)  # the same again: all duplicates
             print(f"  the same events again (duplicates): "

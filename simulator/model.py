@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import random
 import uuid
 from collections.abc import Callable, Iterator
@@ -128,6 +129,9 @@ class SimOrg:
     _index: dict[str, SimUser] = field(default_factory=dict, init=False, repr=False, compare=False)
     _latest_query: tuple[Any, Any] | None = field(
         default=None, init=False, repr=False, compare=False)
+    # Per (user, On Queue segment start): the routing draws made so far (see _RoutingDraws).
+    _routing_draws: dict[tuple[str, datetime], _RoutingDraws] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     def user(self, user_id: str) -> SimUser:
         """Return the user with this id (KeyError if none); an index keeps this O(1)."""
@@ -239,7 +243,8 @@ class SimOrg:
         else:
             source = []
             for segment in self.segments_between(user, start, end):
-                source.extend(_derived_routing(user, segment, self.now))
+                source.extend(
+                    _derived_routing(user, segment, self.now, self._routing_draws, since=start))
         found: list[SimSegment] = []
         for record in source:
             if record.start >= end or record.start > self.now:
@@ -328,28 +333,70 @@ class SimOrg:
             raise ValueError(f"not a simulator scenario: {err!r}") from err
 
 
-def _derived_routing(user: SimUser, segment: SimSegment, now: datetime) -> list[SimSegment]:
-    """Routing status records of one presence segment (see SimOrg.routing_between)."""
+class _RoutingDraws:
+    """The IDLE/INTERACTING boundaries of one On Queue segment, drawn once and extended as the
+    clock moves: a details page at 50,000 users renders thousands of segments, and drawing
+    them again for every query made the simulator, not the monitor, the slow part of a check.
+    The boundaries do not depend on where the segment ends, only on its user and start."""
+
+    __slots__ = ("boundaries", "rng")
+
+    def __init__(self, user_id: str, start: datetime) -> None:
+        self.rng = random.Random(f"{user_id}|{format_timestamp(start)}")
+        self.boundaries = [start]
+
+    def until(self, stop: datetime) -> list[datetime]:
+        """Boundaries from the start up to the first at or after `stop`."""
+        boundaries = self.boundaries
+        while boundaries[-1] < stop:
+            # Waiting 1-8 minutes, then a call, chat or email of 4-20 minutes.
+            idle = len(boundaries) % 2 == 1
+            minutes = self.rng.uniform(1, 8) if idle else self.rng.uniform(4, 20)
+            boundaries.append(boundaries[-1] + timedelta(seconds=round(minutes * 60)))
+        return boundaries
+
+
+def _derived_routing(
+    user: SimUser,
+    segment: SimSegment,
+    now: datetime,
+    draws: dict[tuple[str, datetime], _RoutingDraws],
+    *,
+    since: datetime | None = None,
+) -> list[SimSegment]:
+    """Routing status records of one presence segment (see SimOrg.routing_between); with
+    `since`, records that ended by then may be left out."""
     if segment.presence != "ON_QUEUE":
         return [SimSegment(segment.start, segment.end, "OFF_QUEUE")]
     stop = segment.end if segment.end is not None else max(now, segment.start)
     closed = user.lid_closed_at
     if closed is not None and closed <= segment.start:
         return [SimSegment(segment.start, segment.end, "NOT_RESPONDING")]
-    rng = random.Random(f"{user.id}|{format_timestamp(segment.start)}")
+    key = (user.id, segment.start)
+    drawn = draws.get(key)
+    if drawn is None:
+        drawn = draws[key] = _RoutingDraws(user.id, segment.start)
+    boundaries = drawn.until(stop)
+    first = 0
+    if since is not None and closed is None:
+        # Skip the records that ended by `since`, keeping the last one that started by `stop`.
+        first = max(0, min(bisect.bisect_right(boundaries, since),
+                           bisect.bisect_left(boundaries, stop)) - 1)
     records: list[SimSegment] = []
-    t, status = segment.start, "IDLE"
-    while t < stop:
+    status = "IDLE" if first % 2 == 0 else "INTERACTING"
+    for t, drawn_end in zip(boundaries[first:], boundaries[first + 1:], strict=False):
+        if t >= stop:
+            break
         if closed is not None and t >= closed:
             records.append(SimSegment(t, segment.end, "NOT_RESPONDING"))
             return records
-        # Waiting 1-8 minutes, then a call, chat or email of 4-20 minutes.
-        minutes = rng.uniform(1, 8) if status == "IDLE" else rng.uniform(4, 20)
-        next_t = min(t + timedelta(seconds=round(minutes * 60)), stop)
+        next_t = min(drawn_end, stop)
         if closed is not None and t < closed < next_t:
-            next_t = closed
+            records.append(SimSegment(t, closed, status))
+            records.append(SimSegment(closed, segment.end, "NOT_RESPONDING"))
+            return records
         records.append(SimSegment(t, next_t, status))
-        t, status = next_t, "INTERACTING" if status == "IDLE" else "IDLE"
+        status = "INTERACTING" if status == "IDLE" else "IDLE"
     if records and segment.end is None:
         records[-1].end = None  # the record in progress has no end yet
     return records or [SimSegment(segment.start, segment.end, "IDLE")]

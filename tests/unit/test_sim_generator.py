@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -203,3 +204,42 @@ def test_a_broken_scenario_file_is_a_clear_error(tmp_path: Path, content: str) -
     path.write_text(content)
     with pytest.raises(ValueError, match="scenario"):
         load_scenario(path)
+
+
+
+def _merged(records: list[SimSegment], start: datetime, end: datetime) -> list[tuple[Any, ...]]:
+    """The records overlapping [start, end), clipped to start, runs of one status joined."""
+    out: list[list[Any]] = []
+    for record in records:
+        if record.start >= end or (record.end is not None and record.end <= start):
+            continue
+        if out and out[-1][2] == record.presence and out[-1][1] == record.start:
+            out[-1][1] = record.end
+        else:
+            out.append([max(record.start, start), record.end, record.presence])
+    return [tuple(item) for item in out]
+
+
+def test_routing_drawn_check_by_check_matches_routing_drawn_at_once(sim_now: datetime) -> None:
+    # The simulator keeps each On Queue segment's draws and extends them as the clock moves,
+    # and skips the records before a query's window: an org asked for 15-minute windows every
+    # 5 minutes must answer as a fresh one asked for the whole day.
+    start = sim_now - timedelta(hours=10)
+    stepped = generate_org(400, seed=11, now=start, future_hours=10)
+    fresh = generate_org(400, seed=11, now=start, future_hours=10)
+    long_ago = start - timedelta(days=3)
+    moment, compared, interacting = start, 0, 0
+    for step in range(1, 121):
+        moment = start + timedelta(minutes=5 * step)
+        stepped.now = fresh.now = moment
+        window = moment - timedelta(minutes=15)
+        for was, new in zip(stepped.users, fresh.users, strict=True):
+            got = stepped.routing_between(was, window, moment)
+            if step % 20:
+                continue
+            expected = fresh.routing_between(new, long_ago, moment)
+            assert _merged(got, window, moment) == _merged(expected, window, moment), was.id
+            compared += 1
+            interacting += sum(1 for r in got if r.presence == "INTERACTING")
+    assert compared == 6 * 400
+    assert interacting > 300  # calls were drawn and compared, not only OFF_QUEUE records
