@@ -348,11 +348,17 @@ def users_aggregates(org: SimOrg, request: ApiRequest) -> Payload:
     capped_end = min(end, org.now)
     by_group: dict[str, dict[int, Counter[str]]] = {}
     if start < capped_end:
+        one_bucket = bucket >= end - start
         for user in _candidates(org, user_ids):
             key = user.id if group_by else ""
             for segment in org.segments_between(user, start, capped_end):
                 s = max(segment.start, start)
                 e = min(segment.end or org.now, capped_end)
+                if one_bucket:  # no granularity: the whole interval is one bucket
+                    if e > s:
+                        sums = by_group.setdefault(key, {}).setdefault(0, Counter())
+                        sums[segment.presence] += (e - s) // _MILLISECOND
+                    continue
                 index = (s - start) // bucket
                 while s < e:
                     bucket_end = min(start + (index + 1) * bucket, end)
@@ -367,15 +373,16 @@ def users_aggregates(org: SimOrg, request: ApiRequest) -> Payload:
         "systemToOrganizationMappings": {p: [organization_presence_id(p)] for p in SYSTEM_PRESENCES}
     }
     results = []
+    intervals: dict[int, str] = {}  # the same few buckets for every user: format each once
     for key in sorted(by_group):
         data = []
         for index, per_presence in sorted(by_group[key].items()):
-            bucket_start = start + index * bucket
-            bucket_end = min(bucket_start + bucket, end)
-            data.append({
-                "interval": format_interval(bucket_start, bucket_end),
-                "metrics": _metrics(metrics, per_presence),
-            })
+            interval = intervals.get(index)
+            if interval is None:
+                bucket_start = start + index * bucket
+                interval = intervals[index] = format_interval(
+                    bucket_start, min(bucket_start + bucket, end))
+            data.append({"interval": interval, "metrics": _metrics(metrics, per_presence)})
         results.append({"group": {"userId": key} if group_by else {}, "data": data})
     if results:
         payload["results"] = results
