@@ -503,6 +503,17 @@ def main(
     from license_monitor.runtime import quiet_http_logging  # noqa: PLC0415 (see run_check)
 
     quiet_http_logging()
+    if args.command == "idle" and args.yes and not args.sign_out:
+        parser.error("--yes goes with --sign-out")
+    try:
+        return _run(args, out, err, inp)
+    finally:
+        from license_monitor.runtime import release_budgets  # noqa: PLC0415
+
+        release_budgets()  # the app beside this run may use the whole budget again
+
+
+def _run(args: argparse.Namespace, out: TextIO, err: TextIO, inp: TextIO | None) -> int:
     if args.command == "billing":
         return _billing_rebuild(args, out, err)
     if args.command == "report":
@@ -512,7 +523,5 @@ def main(
     if args.command == "peak-users":
         return _peak_users(args, out, err)
     if args.command == "idle":
-        if args.yes and not args.sign_out:
-            parser.error("--yes goes with --sign-out")
         return _idle(args, out, err, sys.stdin if inp is None else inp)
     return _check(args, out, err)

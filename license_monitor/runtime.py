@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,12 +21,14 @@ from azure.core.credentials import TokenCredential
 
 from license_monitor.deadline import Deadline
 from license_monitor.genesys import auth
+from license_monitor.genesys.budget import RequestBudget
 from license_monitor.genesys.client import GenesysClient
 from license_monitor.genesys.models import Organization
 from license_monitor.roster import Roster
 from license_monitor.roster_refresh import RosterRefresh
 from license_monitor.settings import ConfigError, Settings
 from license_monitor.state import StateStore
+from license_monitor.state.budget_shares import BudgetShares
 
 logger = logging.getLogger(__name__)
 
@@ -95,8 +98,23 @@ class Services:
         has_storage = bool(settings.state_account_url or (
             settings.state_connection and not settings.state_from_host_storage))
         state = state_store(settings) if require_state or has_storage else None
+        if state is not None:
+            # Other processes of this OAuth client (a CLI run beside the app, another
+            # instance) take their share of the same budget through the same table.
+            client.budget.share_with(BudgetShares(
+                state.table, settings.client_key, settings.request_budget_per_minute))
+            _sharing.add(client.budget)
         return cls(settings=settings, client=client, state=state, http=channel_session(),
                    sleep=sleep)
+
+
+_sharing: weakref.WeakSet[RequestBudget] = weakref.WeakSet()
+
+
+def release_budgets() -> None:
+    """Give back the request budget shares this process holds (a CLI command that ends)."""
+    for budget in list(_sharing):
+        budget.close()
 
 
 def channel_session() -> requests.Session:

@@ -148,6 +148,11 @@ class GenesysClient:
         self._count_lock = threading.Lock()
         self._request_count = 0
 
+    @property
+    def budget(self) -> RequestBudget:
+        """The request budget every call of this client waits for."""
+        return self._budget
+
     def __repr__(self) -> str:
         return f"GenesysClient(api_url={self.api_url!r}, client_id={self.client_id!r})"
 
