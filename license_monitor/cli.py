@@ -179,6 +179,7 @@ def run_check(
             services.roster_refresh.wait()
     finally:
         runtime.install(None)
+        services.client.budget.close()  # a process beside this one may use it all again
     return output
 
 
@@ -505,12 +506,10 @@ def main(
     quiet_http_logging()
     if args.command == "idle" and args.yes and not args.sign_out:
         parser.error("--yes goes with --sign-out")
-    try:
-        return _run(args, out, err, inp)
-    finally:
-        from license_monitor.runtime import release_budgets  # noqa: PLC0415
+    from license_monitor.runtime import budgets_given_back  # noqa: PLC0415
 
-        release_budgets()  # the app beside this run may use the whole budget again
+    with budgets_given_back():  # the app beside this run may use the whole budget again
+        return _run(args, out, err, inp)
 
 
 def _run(args: argparse.Namespace, out: TextIO, err: TextIO, inp: TextIO | None) -> int:

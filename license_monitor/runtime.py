@@ -12,7 +12,8 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -111,10 +112,15 @@ class Services:
 _sharing: weakref.WeakSet[RequestBudget] = weakref.WeakSet()
 
 
-def release_budgets() -> None:
-    """Give back the request budget shares this process holds (a CLI command that ends)."""
-    for budget in list(_sharing):
-        budget.close()
+@contextmanager
+def budgets_given_back() -> Iterator[None]:
+    """Give back, on the way out, the request budget shares taken inside (a CLI command)."""
+    before = set(_sharing)
+    try:
+        yield
+    finally:
+        for budget in set(_sharing) - before:
+            budget.close()
 
 
 def channel_session() -> requests.Session:

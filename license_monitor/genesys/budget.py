@@ -18,7 +18,7 @@ BACKGROUND_SHARE = 1 / 3
 # With other processes on the same OAuth client (state/budget_shares.py): renew this
 # process's share this often while sending, ask again this often while it is used up, and
 # give back what the window no longer holds once nothing was sent for IDLE_SECONDS.
-RENEW_SECONDS = 10.0
+RENEW_SECONDS = 5.0
 RETRY_SECONDS = 1.0
 IDLE_SECONDS = 2.0
 REST_EVERY_SECONDS = 15.0
@@ -93,10 +93,13 @@ class RequestBudget:
         """Give back what the window no longer holds (a CLI run that ends)."""
         self._stop.set()
         with self._lock:
-            if self._coordinator is not None and self._renewed_at is not None:
-                self._forget_before(self._clock())
-                self._allowed = self._coordinator.allowance(len(self._granted), resting=True)
-                self._resting = True
+            if self._coordinator is None or self._renewed_at is None:
+                return  # never took a share
+            self._forget_before(self._clock())
+            if self._resting and self._allowed <= len(self._granted):
+                return  # already given back
+            self._allowed = self._coordinator.allowance(len(self._granted), resting=True)
+            self._resting = True
 
     def _limit(self, now: float) -> int:
         """The requests this process's window may hold now (under the lock): all of
