@@ -346,7 +346,8 @@ def users_aggregates(org: SimOrg, request: ApiRequest) -> Payload:
         raise bad_request(f"interval and granularity give more than {MAX_BUCKETS} buckets")
 
     capped_end = min(end, org.now)
-    by_group: dict[str, dict[int, Counter[str]]] = {}
+    # Per group: per bucket index, milliseconds per presence.
+    by_group: dict[str, dict[int, dict[str, int]]] = {}
     if start < capped_end:
         one_bucket = bucket >= end - start
         for user in _candidates(org, user_ids):
@@ -356,16 +357,21 @@ def users_aggregates(org: SimOrg, request: ApiRequest) -> Payload:
                 e = min(segment.end or org.now, capped_end)
                 if one_bucket:  # no granularity: the whole interval is one bucket
                     if e > s:
-                        sums = by_group.setdefault(key, {}).setdefault(0, Counter())
-                        sums[segment.presence] += (e - s) // _MILLISECOND
+                        buckets = by_group.get(key)
+                        if buckets is None:
+                            buckets = by_group[key] = {0: {}}
+                        sums = buckets[0]
+                        sums[segment.presence] = (
+                            sums.get(segment.presence, 0) + (e - s) // _MILLISECOND)
                     continue
                 index = (s - start) // bucket
                 while s < e:
                     bucket_end = min(start + (index + 1) * bucket, end)
                     piece = min(e, bucket_end) - s
                     if piece > timedelta(0):
-                        sums = by_group.setdefault(key, {}).setdefault(index, Counter())
-                        sums[segment.presence] += piece // _MILLISECOND
+                        sums = by_group.setdefault(key, {}).setdefault(index, {})
+                        sums[segment.presence] = (
+                            sums.get(segment.presence, 0) + piece // _MILLISECOND)
                     s = bucket_end
                     index += 1
 
@@ -375,34 +381,37 @@ def users_aggregates(org: SimOrg, request: ApiRequest) -> Payload:
     results = []
     intervals: dict[int, str] = {}  # the same few buckets for every user: format each once
     for key in sorted(by_group):
+        buckets = by_group[key]
         data = []
-        for index, per_presence in sorted(by_group[key].items()):
+        for index in sorted(buckets) if len(buckets) > 1 else buckets:
             interval = intervals.get(index)
             if interval is None:
                 bucket_start = start + index * bucket
                 interval = intervals[index] = format_interval(
                     bucket_start, min(bucket_start + bucket, end))
-            data.append({"interval": interval, "metrics": _metrics(metrics, per_presence)})
+            data.append({"interval": interval, "metrics": _metrics(metrics, buckets[index])})
         results.append({"group": {"userId": key} if group_by else {}, "data": data})
     if results:
         payload["results"] = results
     return payload
 
 
-def _metrics(metrics: list[Any], per_presence: Counter[str]) -> list[Payload]:
+def _metrics(metrics: list[Any], per_presence: dict[str, int]) -> list[Payload]:
     out: list[Payload] = []
     for metric in metrics:
         if metric == "tAgentRoutingStatus":
-            sums: Counter[str] = Counter()
+            sums: dict[str, int] = {}
             for presence, ms in per_presence.items():
-                sums[_routing_status(presence)] += ms
+                status = _routing_status(presence)
+                sums[status] = sums.get(status, 0) + ms
         elif metric == "tOrganizationPresence":
-            sums = Counter({organization_presence_id(p): ms for p, ms in per_presence.items()})
+            sums = {organization_presence_id(p): ms for p, ms in per_presence.items()}
         else:
             sums = per_presence
+        items = sums.items() if len(sums) == 1 else sorted(sums.items())
         out.extend(
             {"metric": metric, "qualifier": qualifier, "stats": {"sum": ms}}
-            for qualifier, ms in sorted(sums.items())
+            for qualifier, ms in items
             if ms > 0
         )
     return out
@@ -643,14 +652,11 @@ def license_users(org: SimOrg, request: ApiRequest) -> Payload:
 
 
 def _members(org: SimOrg, attribute: str, entity_id: str) -> list[SimUser]:
-    return [u for u in org.active_users() if entity_id in getattr(u, attribute)]
+    return org.members(attribute).get(entity_id, [])
 
 
 def _member_counts(org: SimOrg, attribute: str) -> Counter[str]:
-    counts: Counter[str] = Counter()
-    for user in org.active_users():
-        counts.update(getattr(user, attribute))
-    return counts
+    return Counter({entity_id: len(users) for entity_id, users in org.members(attribute).items()})
 
 
 def routing_queues(org: SimOrg, request: ApiRequest) -> Payload:

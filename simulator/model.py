@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import itertools
 import random
 import uuid
 from collections.abc import Callable, Iterator
@@ -61,9 +62,20 @@ class SimSegment:
     presence: str  # analytics spelling, e.g. "AVAILABLE", "ON_QUEUE", "OFFLINE"
 
 
+# Ticks whenever a user is made or a user's state or memberships are assigned: SimOrg.members
+# rebuilds its index when the tick moved. Change memberships by assigning a new list.
+_MEMBERSHIP_FIELDS = frozenset({"state", "queue_ids", "group_ids", "role_ids"})
+_membership_ticks = itertools.count()
+_membership_tick = [next(_membership_ticks)]
+
+
 @dataclass(slots=True)
 class SimUser:
-    """A user of the simulated org, with licenses, memberships and a presence timeline."""
+    """A user of the simulated org, with licenses, memberships and a presence timeline.
+
+    Assign a new list to change `queue_ids`, `group_ids` or `role_ids` once the org serves
+    requests: an edit in place is not seen by the member listings' index (SimOrg.members).
+    """
 
     id: str
     name: str
@@ -84,6 +96,11 @@ class SimUser:
     lid_closed_at: datetime | None = None
     # When DELETE /api/v2/tokens/{userId} ended the user's sessions (tests read it).
     signed_out: list[datetime] = field(default_factory=list)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _MEMBERSHIP_FIELDS:
+            _membership_tick[0] = next(_membership_ticks)
+        object.__setattr__(self, name, value)
 
 
 @dataclass(slots=True)
@@ -129,6 +146,9 @@ class SimOrg:
     _index: dict[str, SimUser] = field(default_factory=dict, init=False, repr=False, compare=False)
     _latest_query: tuple[Any, Any] | None = field(
         default=None, init=False, repr=False, compare=False)
+    # Per membership attribute: (what the users were when built, active users per id).
+    _members: dict[str, tuple[tuple[int, int, int], dict[str, list[SimUser]]]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
     # Per (user, On Queue segment start): the routing draws made so far (see _RoutingDraws).
     _routing_draws: dict[tuple[str, datetime], _RoutingDraws] = field(
         default_factory=dict, init=False, repr=False, compare=False)
@@ -143,6 +163,23 @@ class SimOrg:
         if found is None:
             raise KeyError(user_id)
         return found
+
+    def members(self, attribute: str) -> dict[str, list[SimUser]]:
+        """Active users per queue, group or role id (`attribute`: "queue_ids", ...), in order.
+
+        Kept between requests (a member listing per queue would otherwise scan every user) and
+        rebuilt when users were added or replaced, or a user's state or memberships assigned.
+        """
+        stamp = (id(self.users), len(self.users), _membership_tick[0])
+        kept = self._members.get(attribute)
+        if kept is not None and kept[0] == stamp:
+            return kept[1]
+        index: dict[str, list[SimUser]] = {}
+        for user in self.active_users():
+            for entity_id in dict.fromkeys(getattr(user, attribute)):
+                index.setdefault(entity_id, []).append(user)
+        self._members[attribute] = (stamp, index)
+        return index
 
     def find_user(self, user_id: str) -> SimUser | None:
         """Return the user with this id, or None."""

@@ -305,6 +305,41 @@ def test_group_and_role_listings_with_their_members(api: Api) -> None:
     assert [(u["id"], u["name"]) for u in users] == [("u-super-1", "Erin Supervisor")]
 
 
+def test_member_listings_see_every_edit_made_between_reads(api: Api) -> None:
+    """Member listings are served from an index; each kind of edit a test makes shows at once."""
+    def queue_members(queue_id: str) -> set[str]:
+        return {m["id"] for m in api.get(f"/api/v2/routing/queues/{queue_id}/members").json()[
+            "entities"]}
+
+    def counts() -> dict[str, int]:
+        return {q["id"]: q["memberCount"]
+                for q in api.get("/api/v2/routing/queues").json()["entities"]}
+
+    before = queue_members("q-sales")
+    assert {"u-agent-1", "u-agent-3"} <= before
+    org = api.sim.org
+    with api.sim.lock:
+        org.user("u-agent-3").queue_ids = ["q-support"]
+    assert queue_members("q-sales") == before - {"u-agent-3"}
+    assert counts()["q-sales"] == len(before) - 1
+    with api.sim.lock:
+        org.user("u-agent-1").state = "inactive"
+    assert "u-agent-1" not in queue_members("q-sales")
+    with api.sim.lock:
+        org.users.append(SimUser("u-hire", "New Hire", queue_ids=["q-sales"]))
+    assert "u-hire" in queue_members("q-sales")
+    with api.sim.lock:
+        index = next(i for i, u in enumerate(org.users) if u.id == "u-hire")
+        org.users[index] = SimUser("u-hire-2", "Another Hire", queue_ids=["q-sales"])
+    after = queue_members("q-sales")
+    assert "u-hire-2" in after
+    assert "u-hire" not in after
+    with api.sim.lock:
+        org.user("u-admin-1").group_ids = ["g-back", "g-new"]
+    groups = {g["id"] for g in api.get("/api/v2/groups/g-back/members").json()["entities"]}
+    assert "u-admin-1" in groups
+
+
 # ----------------------------------------------------------------------------- aggregates
 
 
