@@ -14,6 +14,11 @@ WINDOW_SECONDS = 60.0
 # Background work (the roster refresh) may hold at most this share of the window: the rest
 # stays free for checks, which then never wait behind a refresh.
 BACKGROUND_SHARE = 1 / 3
+# Once the background lane holds this share of its limit, it is paced: one request every
+# WINDOW_SECONDS / limit seconds. A long refresh then never sends its whole share at once as
+# its earlier requests leave the window (beside a check starting then), and a small org's
+# roster, well under it, is still read at once.
+BACKGROUND_BURST_SHARE = 1 / 2
 
 # With other processes on the same OAuth client (state/budget_shares.py): renew this
 # process's share this often while sending, ask again this often while it is used up, and
@@ -151,7 +156,7 @@ class RequestBudget:
         """Wait until one more request fits in the window, record it, and return its time.
 
         A background request (inside `background()`) also waits while the window holds
-        `background_limit` background requests.
+        `background_limit` background requests, and is paced once it holds half of them.
         """
         background = in_background()
         while True:
@@ -160,20 +165,27 @@ class RequestBudget:
                 self._forget_before(now)
                 limit = self._limit(now)
                 background_limit = max(1, int(limit * BACKGROUND_SHARE))
-                waits = []
+                not_before = []  # when each rule lets this request go
                 if len(self._granted) >= limit:
                     # A share of 0 waits for a renewal: until the window's oldest leaves.
-                    waits.append(self._granted[len(self._granted) - limit] if limit
-                                 else (self._granted[-1] if self._granted else now))
-                if background and len(self._background) >= background_limit:
-                    waits.append(self._background[len(self._background) - background_limit])
-                if not waits:
+                    not_before.append(WINDOW_SECONDS + (
+                        self._granted[len(self._granted) - limit] if limit
+                        else (self._granted[-1] if self._granted else now)))
+                if background:
+                    held = len(self._background)
+                    if held >= background_limit:
+                        not_before.append(
+                            self._background[held - background_limit] + WINDOW_SECONDS)
+                    if held >= max(1, int(background_limit * BACKGROUND_BURST_SHARE)):
+                        not_before.append(
+                            self._background[-1] + WINDOW_SECONDS / background_limit)
+                if all(at <= now for at in not_before):
                     bisect.insort(self._granted, now)
                     if background:
                         bisect.insort(self._background, now)
                     self._last_grant = now
                     return now
-                wait = max(waits) + WINDOW_SECONDS - now
+                wait = max(not_before) - now
                 if self._coordinator is not None:
                     wait = min(wait, RETRY_SECONDS)  # the share may grow at the next renewal
             # Sleep outside the lock so other threads can still see the window; they re-check.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 
 import pytest
@@ -114,17 +115,34 @@ def test_background_requests_leave_two_thirds_of_the_budget_to_checks() -> None:
     assert budget.background_limit == 100
     with background():
         granted = [budget.acquire() for _ in range(100)]
-    assert clock.sleeps == []  # a third of the window, at once
+    # Half of the lane at once, then one every 0.6 s: a third of the window in 30 s.
+    assert granted[:50] == [granted[0]] * 50
+    assert [round(b - a, 6) for a, b in itertools.pairwise(granted[49:])] == [0.6] * 50
     # The check that starts now sends 200 requests without waiting for the refresh's.
+    sleeps = len(clock.sleeps)
     checks = [budget.acquire() for _ in range(200)]
-    assert clock.sleeps == []
+    assert len(clock.sleeps) == sleeps
     # The refresh's next request waits until the window is under a third again, and the
     # window never holds more than the budget.
     with background():
         granted.append(budget.acquire())
-    assert clock.sleeps
     assert clock.now >= granted[0] + 60
     assert max_in_any_window(granted + checks) <= 300
+
+
+def test_a_long_refresh_never_sends_its_share_at_once_again() -> None:
+    """A refresh of several minutes: once its first requests leave the window, it does not
+    send the lane's whole share in a burst (beside a check that starts then)."""
+    clock = FakeClock()
+    budget = RequestBudget(300, clock=clock, sleep=clock.sleep)
+    with background():
+        granted = [budget.acquire() for _ in range(400)]
+    after_first_burst = granted[50:]
+    assert min(b - a for a, b in itertools.pairwise(after_first_burst)) >= 0.6 - 1e-9
+    assert max_in_any_window(granted) <= 100
+    assert max(sum(1 for t in granted if start <= t < start + 5) for start in granted[50:]) <= 9
+    # Its pace is still the lane's 100 a minute: 400 requests in four minutes.
+    assert granted[-1] - granted[0] == pytest.approx(60 + 299 * 0.6)
 
 
 def test_a_background_thread_pool_inherits_the_background_lane() -> None:
@@ -133,11 +151,11 @@ def test_a_background_thread_pool_inherits_the_background_lane() -> None:
     clock = FakeClock()
     budget = RequestBudget(30, clock=clock, sleep=clock.sleep)
     with background(), ContextThreadPoolExecutor(max_workers=4) as pool:
-        list(pool.map(lambda _: budget.acquire(), range(10)))
+        list(pool.map(lambda _: budget.acquire(), range(5)))
     assert clock.sleeps == []
     with background(), ContextThreadPoolExecutor(max_workers=1) as pool:
         pool.submit(budget.acquire).result()
-    assert clock.sleeps  # the 11th background request waited: the lane reached its pool
+    assert clock.sleeps  # the 6th background request waited: the lane is paced past half
 
 
 def test_checks_busy_all_minute_do_not_stop_the_refresh_from_its_third() -> None:
@@ -146,5 +164,5 @@ def test_checks_busy_all_minute_do_not_stop_the_refresh_from_its_third() -> None
     checks = [budget.acquire() for _ in range(180)]  # a large org's checks, back to back
     with background():
         refresh = [budget.acquire() for _ in range(100)]
-    assert clock.sleeps == []
+    assert refresh[-1] - refresh[0] == pytest.approx(30.0)  # its own pace, not the checks'
     assert max_in_any_window(checks + refresh) <= 300
